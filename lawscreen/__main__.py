@@ -1,0 +1,3 @@
+from lawscreen.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Alembic migrations for lawscreen's schema (see lawscreen/migrate.py; `lawscreen db --help`)."""
