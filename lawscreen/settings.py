@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated numeric chat ids allowed to use the bot. Empty serves nobody.",
     )
+    alert_threshold: float = Field(
+        default=0.95,
+        ge=0.0,
+        le=1.0,
+        description="Scores at or above this are alerted at once; lower hits wait for the digest.",
+    )
 
     @field_validator("database_url")
     @classmethod

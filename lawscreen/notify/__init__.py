@@ -1,0 +1,1 @@
+"""Notifications: the outbox rows the classifier writes, and their delivery to Telegram."""
