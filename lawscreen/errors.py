@@ -18,3 +18,7 @@ class ConfigError(LawscreenError):
 
 class SchemaOutdatedError(LawscreenError):
     pass
+
+
+class ModelArtifactError(LawscreenError):
+    pass
