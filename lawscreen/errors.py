@@ -2,7 +2,9 @@
 
 LawscreenError
 ├── ConfigError          settings or a config file are invalid
-└── SchemaOutdatedError  the database is behind the code's migrations
+│   └── TelegramTokenError   no bot token where one is needed, or the Bot API refused it
+├── SchemaOutdatedError  the database is behind the code's migrations
+└── ChatNotServedError   a digest was asked for a chat that is not served (allow-list, disabled, paused)
 """
 
 from __future__ import annotations
@@ -17,4 +19,12 @@ class ConfigError(LawscreenError):
 
 
 class SchemaOutdatedError(LawscreenError):
+    pass
+
+
+class TelegramTokenError(ConfigError):
+    pass
+
+
+class ChatNotServedError(LawscreenError):
     pass
