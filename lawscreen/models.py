@@ -84,6 +84,9 @@ class NotificationKind(StrEnum):
     ALERT = "alert"  # sent at once
     DIGEST_ITEM = "digest_item"  # waits for the chat's next digest
     DIGEST = "digest"  # the digest message itself; its items point at it
+    # A post near the decision threshold shown in a digest's "please label" section (active
+    # learning). A row of its own, so the post is never asked about twice in one chat.
+    LABEL_REQUEST = "label_request"
 
 
 class NotificationStatus(StrEnum):

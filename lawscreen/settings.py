@@ -7,9 +7,11 @@ through a run. Secrets are ``SecretStr``: their ``repr`` and ``str`` print stars
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 from pydantic import Field, SecretStr, field_validator
@@ -18,6 +20,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 POSTGRES_DRIVERS = ("postgresql", "postgres", "postgresql+psycopg")
+# A digest time of day, 24-hour HH:MM; also what /digest_time accepts.
+DIGEST_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 
 
 class Settings(BaseSettings):
@@ -56,6 +60,37 @@ class Settings(BaseSettings):
         description="Scores at or above this are alerted at once; lower hits wait for the digest.",
     )
 
+    # --- notifications ---
+    notify_timezone: str = Field(default="Asia/Shanghai", description="Timezone of new chats' digest times.")
+    notify_digest_times: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["09:00", "18:00"],
+        description="Comma-separated HH:MM digest times of new chats; /digest_time changes a chat's own.",
+    )
+    notify_digest_limit: int = Field(
+        default=10, ge=1, le=50, description="Posts shown per digest for new chats; the rest are counted."
+    )
+    notify_label_requests: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Posts near the decision threshold in each digest's please-label section.",
+    )
+    notify_send_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="Connect, write and read timeout of one Bot API call."
+    )
+    notify_lease_s: float = Field(
+        default=120.0, gt=0, description="How long a relay may hold claimed rows before they count as lost."
+    )
+    notify_max_attempts: int = Field(
+        default=5, ge=1, description="Sends tried per row before a retryable error becomes a failure."
+    )
+    notify_relay_interval_s: float = Field(
+        default=30.0, gt=0, description="How often `lawscreen bot` runs the relay."
+    )
+    notify_digest_check_s: float = Field(
+        default=60.0, gt=0, description="How often `lawscreen bot` checks whether a chat's digest is due."
+    )
+
     @field_validator("database_url")
     @classmethod
     def _database_url_is_postgres(cls, value: SecretStr | None) -> SecretStr | None:
@@ -70,12 +105,31 @@ class Settings(BaseSettings):
             raise ValueError(f"must be a PostgreSQL URL, got driver {driver!r}")
         return value
 
-    @field_validator("telegram_chat_ids", mode="before")
+    @field_validator("telegram_chat_ids", "notify_digest_times", mode="before")
     @classmethod
     def _split_chat_ids(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("notify_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown timezone {value!r} (expected an IANA name like Asia/Shanghai)"
+            ) from None
+        return value
+
+    @field_validator("notify_digest_times")
+    @classmethod
+    def _valid_digest_times(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not DIGEST_TIME.fullmatch(item):
+                raise ValueError(f"{item!r} is not a time of day as HH:MM")
+        return sorted(set(value))
 
     @field_validator("data_dir", "sources")
     @classmethod
