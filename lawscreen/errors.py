@@ -1,11 +1,11 @@
 """Errors lawscreen raises on purpose. The CLI prints their message, without a traceback.
 
-    LawscreenError
-    ├── ConfigError              settings or a config file are invalid
-    │   └── TelegramTokenError   no bot token where one is needed, or the Bot API refused it
-    ├── SchemaOutdatedError      the database is behind the code's migrations
-    ├── ModelArtifactError       a model directory is missing, incomplete or corrupt
-    └── ChatNotServedError       a digest was asked for a chat that is not served (allow-list, disabled, paused)
+LawscreenError
+├── ConfigError              settings or a config file are invalid
+│   └── TelegramTokenError   no bot token where one is needed, or the Bot API refused it
+├── SchemaOutdatedError      the database is behind the code's migrations
+├── ModelArtifactError       a model directory is missing, incomplete or corrupt
+└── ChatNotServedError       a digest was asked for a chat that is not served
 """
 
 from __future__ import annotations

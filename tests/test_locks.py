@@ -28,4 +28,5 @@ def test_a_killed_holder_releases_the_lock(database: str) -> None:
             assert killed == [(True,)]
             # The server freed the lock with the dead connection, while the holder's block is still open.
             admin.execute("SELECT pg_sleep(0.2)")
-            assert admin.execute("SELECT pg_try_advisory_lock(%s)", (lock_key("hourly"),)).fetchone() == (True,)
+            relocked = admin.execute("SELECT pg_try_advisory_lock(%s)", (lock_key("hourly"),)).fetchone()
+            assert relocked == (True,)
