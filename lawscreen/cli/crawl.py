@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated
 
 import typer
+from rich.logging import RichHandler
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -29,6 +31,13 @@ def crawl_command(
     ] = None,
 ) -> None:
     """Crawl the forums in the sources file (LAWSCREEN_SOURCES) into the database."""
+    if not logging.getLogger().handlers:
+        # Warnings (a failing source, a feed parsed leniently) print above the progress bars.
+        logging.basicConfig(
+            level=logging.WARNING,
+            format="%(message)s",
+            handlers=[RichHandler(console=err_console, show_path=False)],
+        )
     migrate.ensure_schema()
     path = get_settings().sources
     configs = load_sources(path)
@@ -76,9 +85,11 @@ def _counts(summary: CrawlSummary) -> str:
 def _print_summaries(summaries: list[CrawlSummary]) -> None:
     if not summaries:
         return
-    table = Table(
-        "source", "new", "updated", "unchanged", "skipped", "errors", "time", "status", title="crawl"
-    )
+    table = Table(title="crawl")
+    table.add_column("source", no_wrap=True)
+    for column in ("new", "updated", "unchanged", "skipped", "errors", "time"):
+        table.add_column(column, justify="right")
+    table.add_column("status", overflow="fold")
     for summary in summaries:
         table.add_row(
             summary.source,
