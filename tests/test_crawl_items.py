@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -11,6 +12,12 @@ from hypothesis import strategies as st
 from lawscreen.crawl._items import MAX_BODY_CHARS, build_post
 from lawscreen.errors import InputRejected
 from lawscreen.text import content_hash, html_to_text, normalize
+from tests.fake_forum import guard_loopback
+
+
+@pytest.fixture(autouse=True)
+def loopback_attempts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    yield from guard_loopback(monkeypatch)
 
 
 @pytest.mark.parametrize(

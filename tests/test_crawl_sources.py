@@ -136,6 +136,14 @@ def test_an_unchanged_listing_costs_one_conditional_request(forum: FakeForum, tm
     assert request.headers["if-none-match"].startswith('"')  # answered 304 Not Modified
 
 
+def test_rerunning_without_a_cursor_creates_no_duplicates(forum: FakeForum, tmp_path: Path) -> None:
+    crawl_source(_v2ex_api(forum, tmp_path))
+    with transaction() as session:  # forget the ETags: everything is fetched and upserted again
+        session.exec(select(Source).where(Source.name == "v2ex")).one().cursor = {}
+    assert _counts(crawl_source("v2ex")) == (0, 0, 3, 0, 0)
+    assert sorted(_posts()) == ["1", "2", "3"]
+
+
 def test_an_edited_post_is_updated_and_loses_its_predictions(forum: FakeForum, tmp_path: Path) -> None:
     crawl_source(_v2ex_api(forum, tmp_path))
     with transaction() as session:

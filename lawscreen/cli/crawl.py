@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.logging import RichHandler
@@ -13,9 +13,11 @@ from rich.table import Table
 
 from lawscreen import migrate
 from lawscreen.cli._output import console, err_console
-from lawscreen.crawl import CrawlSummary, crawl, load_sources, sync_sources
 from lawscreen.database import transaction
 from lawscreen.settings import get_settings
+
+if TYPE_CHECKING:
+    from lawscreen.crawl import CrawlSummary
 
 
 def register(app: typer.Typer) -> None:
@@ -31,6 +33,9 @@ def crawl_command(
     ] = None,
 ) -> None:
     """Crawl the forums in the sources file (LAWSCREEN_SOURCES) into the database."""
+    # Imported here: the crawler's HTTP and parsing stack would slow every other command's start.
+    from lawscreen.crawl import load_sources, sync_sources
+
     if not logging.getLogger().handlers:
         # Warnings (a failing source, a feed parsed leniently) print above the progress bars.
         logging.basicConfig(
@@ -53,6 +58,8 @@ def crawl_command(
 
 
 def _crawl_with_progress(names: list[str], *, explicit: bool) -> list[CrawlSummary]:
+    from lawscreen.crawl import crawl
+
     with Progress(
         SpinnerColumn(finished_text="[green]✓"),
         TextColumn("{task.description}"),
