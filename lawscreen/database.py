@@ -10,9 +10,9 @@ next command reuses it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
@@ -41,19 +41,29 @@ def is_embedded() -> bool:
     return get_settings().database_url is None
 
 
-@lru_cache(maxsize=1)
+_engine: Engine | None = None
+# Prefect runs tasks in threads: two of them must not each create an engine (and a pool).
+_engine_lock = threading.Lock()
+
+
 def get_engine() -> Engine:
-    # pool_pre_ping: a server restart or a killed backend costs one reconnect, not a failed task.
-    return create_engine(
-        database_url(), pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_MAX_OVERFLOW
-    )
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            # pool_pre_ping: a server restart or a killed backend costs one reconnect, not a failed task.
+            _engine = create_engine(
+                database_url(), pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_MAX_OVERFLOW
+            )
+        return _engine
 
 
 def reset_engine() -> None:
     """Forget the engine (and its pool), so the next ``get_engine()`` reads the settings again."""
-    if get_engine.cache_info().currsize:
-        get_engine().dispose()
-    get_engine.cache_clear()
+    global _engine
+    with _engine_lock:
+        if _engine is not None:
+            _engine.dispose()
+        _engine = None
 
 
 @contextmanager

@@ -19,6 +19,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from lawscreen import __version__
+
 POSTGRES_DRIVERS = ("postgresql", "postgres", "postgresql+psycopg")
 # A digest time of day, 24-hour HH:MM; also what /digest_time accepts.
 DIGEST_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
@@ -89,6 +91,34 @@ class Settings(BaseSettings):
     )
     notify_digest_check_s: float = Field(
         default=60.0, gt=0, description="How often `lawscreen bot` checks whether a chat's digest is due."
+    )
+
+    # --- crawling ---
+    # The defaults are the crawler's timeouts and limits; tests shrink them, operators rarely need to.
+    crawl_user_agent: str = Field(
+        default=f"lawscreen/{__version__} (forum screening bot)",
+        pattern=r"^[\x20-\x7e]+$",
+        description="User-Agent of every crawler request. Keep it stable and add a contact URL or e-mail.",
+    )
+    crawl_connect_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    crawl_read_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=600, description="Longest wait for the next bytes of a response."
+    )
+    crawl_max_attempts: int = Field(
+        default=4, ge=1, le=10, description="Tries per request, retries included."
+    )
+    crawl_backoff_seconds: float = Field(
+        default=1.0, gt=0, description="First backoff step; each retry doubles it, with full jitter."
+    )
+    crawl_backoff_max_seconds: float = Field(default=60.0, gt=0, description="Longest backoff between tries.")
+    crawl_retry_after_max_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        description="Longest Retry-After we wait; a server asking for more is left until the next run.",
+    )
+    crawl_host_concurrency: int = Field(default=2, ge=1, le=16, description="Requests in flight per host.")
+    crawl_max_body_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, description="Larger responses are aborted and recorded as rejects."
     )
 
     @field_validator("database_url")

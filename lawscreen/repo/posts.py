@@ -89,6 +89,24 @@ def upsert_posts(session: Session, source_id: int, posts: Iterable[NewPost]) -> 
     return result
 
 
+_POSTS = Post.metadata.tables["posts"]
+_INSERT = insert(_POSTS)
+# Built once: executed with a list of rows, SQLAlchemy sends it as multi-row INSERTs from one cached
+# compilation ("insertmanyvalues"); a statement built per call with .values(rows) costs a fresh
+# compilation of thousands of bind parameters every time, which dominated the cost of a crawl.
+_UPSERT = _INSERT.on_conflict_do_update(
+    index_elements=["source_id", "external_id"],
+    set_={
+        **{
+            name: _INSERT.excluded[name]
+            for name in ("url", "title", "body_raw", "text", "content_hash", "author", "edited_at")
+        },
+        "fetched_at": text("now()"),
+    },
+    where=_POSTS.c.content_hash.is_distinct_from(_INSERT.excluded.content_hash),
+).returning(_POSTS.c.id, _POSTS.c.external_id, literal_column("xmax = 0", Boolean).label("inserted"))
+
+
 def _upsert_chunk(session: Session, source_id: int, chunk: Sequence[NewPost], result: UpsertResult) -> None:
     rows = [
         {
@@ -105,18 +123,8 @@ def _upsert_chunk(session: Session, source_id: int, chunk: Sequence[NewPost], re
         }
         for post in chunk
     ]
-    insert_rows = insert(Post).values(rows)
-    changed = {
-        name: insert_rows.excluded[name]
-        for name in ("url", "title", "body_raw", "text", "content_hash", "author", "edited_at")
-    }
-    upsert = insert_rows.on_conflict_do_update(
-        index_elements=["source_id", "external_id"],
-        set_={**changed, "fetched_at": text("now()")},
-        where=col(Post.content_hash).is_distinct_from(insert_rows.excluded.content_hash),
-    ).returning(col(Post.id), col(Post.external_id), literal_column("xmax = 0", Boolean).label("inserted"))
     # xmax = 0 marks a row this statement inserted; an updated row carries our transaction id.
-    for post_id, external_id, inserted in session.execute(upsert).all():
+    for post_id, external_id, inserted in session.execute(_UPSERT, rows).all():
         result.id_by_external_id[external_id] = post_id
         (result.new_ids if inserted else result.edited_ids).append(post_id)
 
@@ -132,14 +140,27 @@ def _upsert_chunk(session: Session, source_id: int, chunk: Sequence[NewPost], re
         result.id_by_external_id.update((external_id, post_id) for external_id, post_id in found if post_id)
 
 
+# Only rows whose link changes are written. The candidates are found through the primary key and
+# the duplicate_of_id index; coalesce() keeps the planner from ANDing that index into each probe for
+# an original (with statistics still stale after a bulk insert it did, scanning every unlinked post
+# per probe): the content_hash index alone is selective.
 _LINK_CROSS_POSTS = text(
     """
-    UPDATE posts AS p SET duplicate_of_id = (
-        SELECT min(o.id) FROM posts AS o
-        WHERE o.content_hash = p.content_hash AND o.source_id <> p.source_id
-          AND o.id < p.id AND o.duplicate_of_id IS NULL
-    )
-    WHERE (p.id = ANY(:ids) OR p.duplicate_of_id = ANY(:edited)) AND p.text <> ''
+    UPDATE posts AS p SET duplicate_of_id = link.original
+    FROM (
+        SELECT t.id, (
+            SELECT min(o.id) FROM posts AS o
+            WHERE o.content_hash = t.content_hash AND o.source_id <> t.source_id
+              AND o.id < t.id AND coalesce(o.duplicate_of_id, 0) = 0
+        ) AS original
+        FROM posts AS t
+        WHERE t.id IN (
+            SELECT unnest(CAST(:ids AS bigint[]))
+            UNION ALL SELECT id FROM posts WHERE duplicate_of_id = ANY(CAST(:edited AS bigint[]))
+        )
+          AND t.text <> ''
+    ) AS link
+    WHERE p.id = link.id AND p.duplicate_of_id IS DISTINCT FROM link.original
     """
 ).bindparams(bindparam("ids"), bindparam("edited"))
 
