@@ -179,6 +179,13 @@ class _Splitter:
         self.tokens.append(token)
         self.length += utf16_len(token)
         self.stack = _after(self.stack, token)
+        if token.startswith("</") or token.isspace():
+            # A cut just before closing tags or whitespace is better made just after them: the next
+            # part then need not re-open tags only to close them, nor start with blank space. Every
+            # prefix of the part fitted when its last token was added, so the longer one fits too.
+            for kind, (index, _) in list(self.breaks.items()):
+                if index == len(self.tokens) - 1:
+                    self.breaks[kind] = (len(self.tokens), list(self.stack))
         if token in ("\n", " ") and self.visible:
             self.breaks[token] = (len(self.tokens), list(self.stack))
         elif not token.startswith("<") and not token.isspace():

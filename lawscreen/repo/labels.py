@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Select, func
 from sqlalchemy import select as sa_select
-from sqlalchemy.dialects.postgresql import distinct_on, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Session, col, select
 
 from lawscreen.models import Label, LabelOrigin, label_revision_seq
@@ -59,14 +59,14 @@ def upsert_labels(session: Session, labels: Iterable[NewLabel]) -> int:
     return len(session.execute(upsert).all())
 
 
-def effective_labels() -> Select[int, bool, int | None]:
+def effective_labels() -> Select[tuple[int, bool, int | None]]:
     """One verdict per post: a human's (feedback, manual) over an import, then the most recent.
 
     Columns: post_id, is_legal, revision.
     """
     return (
         sa_select(col(Label.post_id), col(Label.is_legal), col(Label.revision))
-        .ext(distinct_on(col(Label.post_id)))
+        .distinct(col(Label.post_id))  # DISTINCT ON (post_id)
         .order_by(
             col(Label.post_id),
             (col(Label.origin) == LabelOrigin.IMPORT).asc(),
