@@ -2,7 +2,10 @@
 
 LawscreenError
 ├── ConfigError          settings or a config file are invalid
-└── SchemaOutdatedError  the database is behind the code's migrations
+├── SchemaOutdatedError  the database is behind the code's migrations
+├── ModelArtifactError   a model directory or one of its files is missing, corrupt or not a classifier
+│   └── ExportParityError  the exported ONNX graph does not compute what the PyTorch checkpoint does
+└── ModelNotFoundError   no production model, or no model version of that name
 """
 
 from __future__ import annotations
@@ -21,4 +24,12 @@ class SchemaOutdatedError(LawscreenError):
 
 
 class ModelArtifactError(LawscreenError):
+    pass
+
+
+class ExportParityError(ModelArtifactError):
+    pass
+
+
+class ModelNotFoundError(LawscreenError):
     pass

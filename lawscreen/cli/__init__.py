@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from lawscreen.cli import data, db
+from lawscreen.cli import data, db, inference
 from lawscreen.cli._output import err_console
 from lawscreen.errors import LawscreenError
 from lawscreen.settings import get_settings
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 data.register(app)
+inference.register(app)
 
 
 @app.callback()
