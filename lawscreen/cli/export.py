@@ -5,6 +5,7 @@ Export needs torch and transformers (the ``train`` extra); they are imported whe
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Annotated
 
@@ -36,12 +37,12 @@ def export_command(
     ] = None,
 ) -> None:
     """Export a model to ONNX, check parity with PyTorch, optionally quantize to int8."""
-    try:
-        from lawscreen.export import export_model
-    except ImportError as exc:
+    missing = [name for name in ("torch", "transformers", "onnx") if importlib.util.find_spec(name) is None]
+    if missing:
         raise LawscreenError(
-            f"export needs the training extra ({exc.name} is missing): pip install 'lawscreen[train]'"
-        ) from None
+            f"export needs the training extra ({', '.join(missing)} missing): pip install 'lawscreen[train]'"
+        )
+    from lawscreen.export import export_model
 
     model_dir = _model_dir(version)
     texts, labels = _from_file(data) if data else _evaluation_set()
