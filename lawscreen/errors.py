@@ -4,7 +4,9 @@ LawscreenError
 ├── ConfigError              settings or a config file are invalid
 │   └── TelegramTokenError   no bot token where one is needed, or the Bot API refused it
 ├── SchemaOutdatedError      the database is behind the code's migrations
-├── ModelArtifactError       a model directory is missing, incomplete or corrupt
+├── ModelArtifactError       a model directory or one of its files is missing, corrupt or not a classifier
+│   └── ExportParityError    the exported ONNX graph does not compute what the PyTorch checkpoint does
+├── ModelNotFoundError       no production model, or no model version of that name
 ├── ChatNotServedError       a digest was asked for a chat that is not served
 └── CrawlError               one source could not be crawled (fully); its run records it, others go on
     ├── FetchError           no usable response: an HTTP error status, a timeout, a connection error,
@@ -30,6 +32,14 @@ class SchemaOutdatedError(LawscreenError):
 
 
 class ModelArtifactError(LawscreenError):
+    pass
+
+
+class ExportParityError(ModelArtifactError):
+    pass
+
+
+class ModelNotFoundError(LawscreenError):
     pass
 
 

@@ -121,6 +121,28 @@ class Settings(BaseSettings):
         default=10 * 1024 * 1024, ge=1024, description="Larger responses are aborted and recorded as rejects."
     )
 
+    # --- inference ---
+    inference_max_batch_tokens: int = Field(
+        default=8192,
+        ge=64,
+        description="Padded tokens per ONNX Runtime call (rows x padded length); see docs/inference.md.",
+    )
+    inference_max_length: int | None = Field(
+        default=None,
+        ge=3,
+        description="Tokens read per post, head and tail kept. Unset: the model's own (meta.json).",
+    )
+    inference_threads: int | None = Field(
+        default=None, ge=1, description="ONNX Runtime intra-op threads. Unset: the physical cores."
+    )
+    inference_int8: bool = Field(
+        default=False,
+        description="Score with model.int8.onnx, which export keeps only when it agrees with fp32.",
+    )
+    classify_chunk_size: int = Field(
+        default=256, ge=1, description="Posts claimed, scored and committed per transaction."
+    )
+
     @field_validator("database_url")
     @classmethod
     def _database_url_is_postgres(cls, value: SecretStr | None) -> SecretStr | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from lawscreen.cli import crawl, data, db, notify
+from lawscreen.cli import crawl, data, db, inference, notify
 from lawscreen.cli._output import err_console
 from lawscreen.errors import LawscreenError
 from lawscreen.settings import get_settings
@@ -19,6 +19,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 data.register(app)
 crawl.register(app)
+inference.register(app)
 notify.register(app)
 
 
