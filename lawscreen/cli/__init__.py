@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from lawscreen.cli import data, db
+from lawscreen.cli import data, db, model, train
 from lawscreen.cli._output import err_console
 from lawscreen.errors import LawscreenError
 from lawscreen.settings import get_settings
@@ -17,7 +17,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(model.app, name="model")
 data.register(app)
+train.register(app)
 
 
 @app.callback()
