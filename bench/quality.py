@@ -10,9 +10,9 @@ baseline are scored on the fold's test posts, each at the threshold it chose on 
 
 ``heldout`` is the final measurement, run once with the defaults: a fresh embedded database in a
 temporary directory, ``lawscreen import data/sample/posts.jsonl``, ``lawscreen model bootstrap``,
-``lawscreen train`` (the real commands, defaults only), then the trained checkpoint and the
-baseline fitted on the same training part score data/sample/heldout.jsonl, whose texts were never
-imported: not pre-trained on, not trained on, not used to pick anything.
+``lawscreen train --base bootstrap`` (the real commands, default settings); then the trained
+checkpoint and the baseline fitted on the same training part score data/sample/heldout.jsonl,
+whose texts were never imported: not pre-trained on, not trained on, not used to pick anything.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -138,26 +139,35 @@ def _mean_sd(values: list[float | None]) -> str:
     return f"{present.mean():.4f}±{present.std():.4f}"
 
 
-def heldout(args: argparse.Namespace) -> None:
+@contextmanager
+def scratch_data_dir() -> Iterator[Callable[..., float]]:
+    """A temporary LAWSCREEN_DATA_DIR with its own embedded database, for this process and for
+    ``run(*args)``, which runs ``python -m lawscreen ARGS`` there and returns its wall time."""
     with tempfile.TemporaryDirectory() as data_dir:
-        env = {**os.environ, "LAWSCREEN_DATA_DIR": data_dir}
-        env.pop("LAWSCREEN_DATABASE_URL", None)
-        timings = {}
-        for step, command in (
-            ("import", ["import", str(DEV)]),
-            ("bootstrap", ["model", "bootstrap"]),
-            ("train", ["train"]),
-        ):
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "lawscreen", *command], env=env, cwd=ROOT, check=True)
-            timings[step] = time.perf_counter() - started
-        os.environ.update({"LAWSCREEN_DATA_DIR": data_dir})
+        os.environ["LAWSCREEN_DATA_DIR"] = data_dir
+        os.environ.pop("LAWSCREEN_DATABASE_URL", None)
         get_settings.cache_clear()
+
+        def run(*args: str) -> float:
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "lawscreen", *args], cwd=ROOT, check=True)
+            return time.perf_counter() - started
+
         try:
-            report = _score_heldout()
+            yield run
         finally:
-            subprocess.run([sys.executable, "-m", "lawscreen", "db", "stop"], env=env, cwd=ROOT, check=False)
-    report["seconds"] = {step: round(seconds, 1) for step, seconds in timings.items()}
+            subprocess.run([sys.executable, "-m", "lawscreen", "db", "stop"], cwd=ROOT, check=False)
+
+
+def heldout(args: argparse.Namespace) -> None:
+    with scratch_data_dir() as run:
+        seconds = {
+            "import": run("import", str(DEV)),
+            "bootstrap": run("model", "bootstrap"),
+            "train": run("train", "--base", "bootstrap"),
+        }
+        report = _score_heldout()
+    report["seconds"] = {step: round(value, 1) for step, value in seconds.items()}
     print(json.dumps(report, indent=2))
 
 

@@ -20,6 +20,9 @@ _OTHER_WORDS = ("显卡", "路由", "键盘", "相机", "旅游", "火锅", "健
 _FILLER = ("我", "的", "了", "吗", "怎么", "这个", "可以", "今天", "有人", "请问")
 
 TINY_MAX_LENGTH = 64
+# One thread: tiny matrices gain nothing from two, and on a busy machine idle-spinning OpenMP
+# threads make a one-second training take ten.
+THREADS = 1
 
 
 def separable_posts(per_class: int, seed: int = 0) -> list[tuple[str, int]]:
@@ -45,6 +48,7 @@ def tiny_bootstrap_config(**overrides: Any) -> BootstrapConfig:
         "max_length": TINY_MAX_LENGTH,
         "epochs": 2,
         "batch_size": 16,
+        "threads": THREADS,
         "progress": False,
     }
     return BootstrapConfig(**(values | overrides))
@@ -59,6 +63,7 @@ def tiny_train_config(base: Path | str, **overrides: Any) -> TrainConfig:
         "max_epochs": 12,
         "patience": 4,
         "min_per_class": 5,
+        "threads": THREADS,
         "progress": False,
     }
     return TrainConfig(**(values | overrides))
