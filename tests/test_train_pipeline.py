@@ -316,6 +316,12 @@ def test_bootstrap_makes_a_base_that_trains(database: str, tmp_path: Path) -> No
     )
     assert read_bootstrap_record(adapted)["from_base"] == "tiny"
 
+    # Bootstrapping a name again replaces that base whole, leaving nothing else behind.
+    created = read_bootstrap_record(path)["created_at"]
+    assert bootstrap_base(tiny_bootstrap_config(name="tiny", epochs=1)) == path
+    assert read_bootstrap_record(path)["created_at"] > created
+    assert sorted(p.name for p in path.parent.iterdir()) == ["adapted", "tiny"]
+
 
 def test_bootstrap_needs_posts(database: str) -> None:
     with pytest.raises(TrainingDataError, match="at least 20 posts"):

@@ -16,6 +16,7 @@ from rich.table import Table
 from lawscreen import migrate
 from lawscreen.cli._output import console
 from lawscreen.database import transaction
+from lawscreen.errors import RegistryError
 from lawscreen.repo import registry
 
 app = typer.Typer(help="The model registry and the offline bootstrap of a base.", no_args_is_help=True)
@@ -63,7 +64,7 @@ def show(
     with transaction() as session:
         model = registry.get_model(session, version) if version else registry.production_model(session)
     if model is None:
-        raise typer.BadParameter("there is no production model; name a version (lawscreen model list)")
+        raise RegistryError("there is no production model; name a version (lawscreen model list)")
     if as_json:
         typer.echo(json.dumps(model.model_dump(mode="json"), ensure_ascii=False))
         return

@@ -100,7 +100,3 @@ class TrainConfig(_Config):
     validation_share: float = Field(default=0.2, gt=0.0, lt=1.0)
     # Fewer examples of a class than this and the split leaves too few to train or judge with.
     min_per_class: int = Field(default=10, ge=3)
-
-    @property
-    def loss_name(self) -> str:
-        return f"focal(γ={self.focal_gamma})" if self.loss == "focal" else "cross_entropy"

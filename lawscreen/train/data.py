@@ -63,10 +63,6 @@ class DataSplit:
     hard_negative_ids: frozenset[int]
     label_revision: int  # the newest label revision this split reflects
 
-    @property
-    def hard_negatives(self) -> list[LabeledPost]:
-        return [post for post in self.evaluation if post.post_id in self.hard_negative_ids]
-
     def snapshot(self) -> dict[str, Any]:
         """What the model was trained and judged on, for meta.json and the registry."""
         parts = {"train": self.train, "validation": self.validation, "evaluation": self.evaluation}

@@ -82,8 +82,8 @@ def train_and_register(config: TrainConfig, *, export: ExportHook | None = None)
             min_per_class=config.min_per_class,
             seed=config.seed,
         )
-    tuned = fine_tune(config, base, examples(split.train), examples(split.validation))  # 3
     train = examples(split.train)
+    tuned = fine_tune(config, base, train, examples(split.validation))  # 3
     baseline = tfidf.fit_baseline(train.texts, train.labels)
     judgement = judge_both(config, split, tuned, base.tokenizer, baseline)  # 4
 
