@@ -6,7 +6,10 @@ LawscreenError
 ├── SchemaOutdatedError      the database is behind the code's migrations
 ├── ModelArtifactError       a model directory or one of its files is missing, corrupt or not a classifier
 │   └── ExportParityError    the exported ONNX graph does not compute what the PyTorch checkpoint does
-├── ModelNotFoundError       no production model, or no model version of that name
+├── TrainingDataError        too few labels, or a single class, to train and evaluate a model
+├── BaseModelError           a base model is missing, corrupt or not a BERT-family checkpoint
+├── RegistryError            nothing to promote or roll back to, or a model in the wrong state
+│   └── ModelNotFoundError   no production model, or no model version of that name
 ├── ChatNotServedError       a digest was asked for a chat that is not served
 └── CrawlError               one source could not be crawled (fully); its run records it, others go on
     ├── FetchError           no usable response: an HTTP error status, a timeout, a connection error,
@@ -39,7 +42,19 @@ class ExportParityError(ModelArtifactError):
     pass
 
 
-class ModelNotFoundError(LawscreenError):
+class TrainingDataError(LawscreenError):
+    pass
+
+
+class BaseModelError(LawscreenError):
+    pass
+
+
+class RegistryError(LawscreenError):
+    pass
+
+
+class ModelNotFoundError(RegistryError):
     pass
 
 

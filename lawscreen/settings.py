@@ -143,6 +143,37 @@ class Settings(BaseSettings):
         default=256, ge=1, description="Posts claimed, scored and committed per transaction."
     )
 
+    # --- training ---
+    base_model: str = Field(
+        default="bert-base-chinese",
+        description="Base for `lawscreen train`: a directory, a name under data_dir/bases, or a Hugging "
+        "Face id already in the local cache (never downloaded).",
+    )
+    target_precision: float = Field(
+        default=0.9,
+        gt=0.0,
+        le=1.0,
+        description="The decision threshold is the one with the best validation recall at this precision.",
+    )
+    gate_margin: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="F1 a candidate must gain over production on the frozen evaluation set to be promoted.",
+    )
+    gate_min_f1: float = Field(
+        default=0.7,
+        ge=0.0,
+        le=1.0,
+        description="With no production model, a candidate is promoted only at this evaluation F1 or above.",
+    )
+    evaluation_share: float = Field(
+        default=0.2,
+        gt=0.0,
+        lt=1.0,
+        description="Share of the labeled posts frozen as the evaluation set the first time a model trains.",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _database_url_is_postgres(cls, value: SecretStr | None) -> SecretStr | None:
@@ -191,6 +222,11 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def bases_dir(self) -> Path:
+        """Bases made by `lawscreen model bootstrap`, one directory per name."""
+        return self.data_dir / "bases"
 
 
 @lru_cache(maxsize=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from lawscreen.cli import crawl, data, db, inference, notify
+from lawscreen.cli import crawl, data, db, inference, model, notify, train
 from lawscreen.cli._output import err_console
 from lawscreen.errors import LawscreenError
 from lawscreen.settings import get_settings
@@ -17,8 +17,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(model.app, name="model")
 data.register(app)
 crawl.register(app)
+train.register(app)
 inference.register(app)
 notify.register(app)
 

@@ -1,0 +1,97 @@
+"""`lawscreen train`: fine-tune the base on the labels and register the result as a candidate.
+
+torch and transformers are imported when the command runs, not when the CLI starts, so the other
+commands work on an inference-only install.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from lawscreen import migrate
+from lawscreen.cli._output import console
+from lawscreen.cli.model import build_config, print_metrics
+from lawscreen.database import transaction
+from lawscreen.repo import registry
+from lawscreen.settings import get_settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)
+
+
+def train_command(
+    base: Annotated[
+        str | None,
+        typer.Option(
+            help="Directory, bootstrapped base name, or cached Hugging Face id. Default LAWSCREEN_BASE_MODEL."
+        ),
+    ] = None,
+    max_length: Annotated[int | None, typer.Option(help="Tokens per post (head and tail kept).")] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="Most passes over the training posts.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Cap on optimiser steps.")] = None,
+    patience: Annotated[
+        int | None, typer.Option(help="Epochs without a better validation F1 before stopping.")
+    ] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Peak AdamW learning rate.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Posts per optimiser step on CPU.")] = None,
+    loss: Annotated[str | None, typer.Option(help="focal or cross_entropy.")] = None,
+    focal_gamma: Annotated[float | None, typer.Option(help="Focal loss γ.")] = None,
+    focal_alpha: Annotated[
+        float | None, typer.Option(help="Focal loss α (positive class); default balanced.")
+    ] = None,
+    target_precision: Annotated[
+        float | None, typer.Option(help="Precision the threshold must reach on validation.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+    gate: Annotated[
+        bool, typer.Option(help="Run the promotion gate after registering: promote if it beats production.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Fine-tune a classifier on the labels, judge it beside the TF-IDF baseline, register a candidate."""
+    from lawscreen.train import TrainConfig, evaluation_scorer, train_and_register  # torch: only here
+
+    migrate.ensure_schema()
+    config = build_config(
+        TrainConfig,
+        {
+            "base": base,
+            "max_length": max_length,
+            "max_epochs": max_epochs,
+            "max_steps": max_steps,
+            "patience": patience,
+            "learning_rate": learning_rate,
+            "batch_size": batch_size,
+            "loss": loss,
+            "focal_gamma": focal_gamma,
+            "focal_alpha": focal_alpha,
+            "target_precision": target_precision,
+            "seed": seed,
+            "device": device,
+            "threads": threads,
+            "progress": progress,
+        },
+    )
+    result = train_and_register(config)
+    snapshot = result.meta.data_snapshot
+    counts = ", ".join(f"{part} {c['legal']}+{c['not_legal']}" for part, c in snapshot["counts"].items())
+    console.print(f"trained on label revision {snapshot['label_revision']} ({counts}; legal+not legal)")
+    print_metrics(result.metrics)
+    console.print(f"candidate [bold]{result.version}[/] registered: {result.model_dir}")
+    if gate:
+        settings = get_settings()
+        with transaction() as session:
+            decision = registry.gate(
+                session,
+                result.version,
+                evaluation_scorer(session),
+                margin=settings.gate_margin,
+                min_f1=settings.gate_min_f1,
+            )
+        verdict = "[bold green]promoted[/]" if decision.promote else "stays a candidate"
+        console.print(f"gate: {verdict}: {decision.reason}")
