@@ -176,13 +176,7 @@ def _score_heldout() -> dict[str, Any]:
     with transaction() as session:
         (model,) = registry.list_models(session)
         # The same split the command trained on: same labels, same frozen evaluation set, same seed.
-        split = load_split(
-            session,
-            evaluation_share=config.evaluation_share,
-            validation_share=config.validation_share,
-            min_per_class=config.min_per_class,
-            seed=config.seed,
-        )
+        split = load_split(session, config)
     meta = read_meta(Path(model.artifact_path))
     assert split.snapshot()["hashes"] == meta.data_snapshot["hashes"], (
         "not the split the model was trained on"

@@ -107,6 +107,10 @@ def threshold_for_precision(labels: ArrayLike, scores: ArrayLike, target_precisi
 
     When none reaches it (too few positives, a weak model), the best-F1 threshold is returned with
     ``reached_target=False`` so the caller can report it instead of silently missing the target.
+
+    The threshold is placed halfway between the lowest score it accepts and the next lower score,
+    not on the accepted score itself: the validation precision and recall are the same, but a new
+    post scoring a little under the lowest validation positive is not missed for nothing.
     """
     precision, recall, thresholds = precision_recall_curve(labels, scores)
     reaching = np.flatnonzero(precision >= target_precision)
@@ -123,8 +127,10 @@ def threshold_for_precision(labels: ArrayLike, scores: ArrayLike, target_precisi
         )
         best = int(np.argmax(f1))
         reached = False
+    lower = best + 1  # thresholds run from the highest score down
+    threshold = (thresholds[best] + thresholds[lower]) / 2 if lower < thresholds.size else thresholds[best]
     return ThresholdChoice(
-        threshold=float(thresholds[best]),
+        threshold=float(threshold),
         precision=float(precision[best]),
         recall=float(recall[best]),
         reached_target=reached,

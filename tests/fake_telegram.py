@@ -16,15 +16,16 @@ Test modules register the ``telegram`` fixture by importing ``telegram_fixture``
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
@@ -43,6 +44,7 @@ from lawscreen.models import (
     SourceKind,
 )
 from lawscreen.notify import ratelimit
+from lawscreen.notify.bot import UPDATES, build_application
 from lawscreen.repo.posts import NewPost, upsert_posts
 from lawscreen.repo.sources import ensure_source
 from lawscreen.settings import get_settings
@@ -551,3 +553,25 @@ def queue(
     session.add_all(rows)
     session.flush()
     return [row.id for row in rows if row.id is not None]
+
+
+def run_bot(fake: FakeTelegram, script: Callable[[], Awaitable[None]]) -> None:
+    """Run the application, polling the fake server, for as long as ``script`` takes."""
+
+    async def main() -> None:
+        application = build_application(get_settings())
+        async with application:  # initialize, then shutdown
+            assert application.post_init is not None
+            await application.post_init(application)
+            assert application.updater is not None
+            await application.updater.start_polling(
+                poll_interval=0, timeout=timedelta(seconds=1), allowed_updates=UPDATES
+            )
+            await application.start()
+            try:
+                await script()
+            finally:
+                await application.updater.stop()
+                await application.stop()
+
+    asyncio.run(main())

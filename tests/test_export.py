@@ -9,12 +9,11 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from lawscreen import export
 from lawscreen.artifacts import ONNX_FILE, ONNX_INT8_FILE, read_meta
-from lawscreen.cli.export import export_command
+from lawscreen.cli import app
 from lawscreen.encoding import SpecialIds
 from lawscreen.errors import ExportParityError, ModelArtifactError
 from lawscreen.export import (
@@ -205,15 +204,13 @@ def test_int8_that_disagrees_is_refused_and_its_figures_printed(
     data.write_text("\n".join(f'{{"text": "{t}", "label": {y}}}' for t, y in zip(texts, labels, strict=True)))
     monkeypatch.setenv("LAWSCREEN_DATA_DIR", str(tmp_path))
 
-    app = typer.Typer()
-    app.command()(export_command)
     models_dir = tmp_path / "models"
     models_dir.mkdir()
     shutil.move(checkpoint, models_dir / "m1")
     from lawscreen.settings import get_settings
 
     get_settings.cache_clear()
-    result = CliRunner().invoke(app, ["m1", "--int8", "--data", str(data)])
+    result = CliRunner().invoke(app, ["model", "export", "m1", "--int8", "--data", str(data)])
     assert result.exit_code == 0, result.output
     assert "int8: refused: label agreement" in result.output
     assert "F1" in result.output

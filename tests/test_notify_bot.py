@@ -9,8 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,12 +17,11 @@ from sqlmodel import col, select
 from lawscreen.database import transaction
 from lawscreen.models import Chat, Label, Notification, NotificationKind, RetrainRequest
 from lawscreen.notify import ratelimit
-from lawscreen.notify.bot import UPDATES, build_application, parse_schedule
+from lawscreen.notify.bot import parse_schedule
 from lawscreen.notify.digest import compose
 from lawscreen.notify.feedback import record_feedback
-from lawscreen.notify.retrain import request_retrain
 from lawscreen.repo.labels import latest_revision
-from lawscreen.settings import get_settings
+from lawscreen.retraining import request_retrain
 from tests.conftest import REPO_ROOT, run_cli
 from tests.fake_telegram import (
     FakeTelegram,
@@ -34,32 +31,11 @@ from tests.fake_telegram import (
     add_posts,
     configure,
     queue,
+    run_bot,
     telegram_fixture,  # noqa: F401 - registers the telegram fixture
 )
 
 STRANGER = 99  # a chat not on the allow-list
-
-
-def _run_bot(fake: FakeTelegram, script: Callable[[], Awaitable[None]]) -> None:
-    """Run the application, polling the fake server, for as long as ``script`` takes."""
-
-    async def main() -> None:
-        application = build_application(get_settings())
-        async with application:  # initialize, then shutdown
-            assert application.post_init is not None
-            await application.post_init(application)
-            assert application.updater is not None
-            await application.updater.start_polling(
-                poll_interval=0, timeout=timedelta(seconds=1), allowed_updates=UPDATES
-            )
-            await application.start()
-            try:
-                await script()
-            finally:
-                await application.updater.stop()
-                await application.stop()
-
-    asyncio.run(main())
 
 
 async def _reply(fake: FakeTelegram, chat_id: int, text: str) -> str:
@@ -127,7 +103,7 @@ def test_alerts_buttons_and_strangers(bot: FakeTelegram) -> None:
         assert "有反馈 1 条，其中法律咨询 0 条，精确率 0%" in stats
         assert "m1" in stats
 
-    _run_bot(bot, script)
+    run_bot(bot, script)
     assert bot.called("setMyCommands")
 
 
@@ -160,10 +136,13 @@ def test_commands(bot: FakeTelegram) -> None:
         assert "看不懂“25:00”" in await _reply(bot, 1, "/digest_time 25:00")
         assert await _reply(bot, 1, "/digest_time") == shown
 
-        assert (await _reply(bot, 1, "/retrain")).startswith("已记录重新训练请求 #1")
+        # No Prefect server here: the request is recorded and waits for the next retrain check.
+        first = await _reply(bot, 1, "/retrain")
+        assert first.startswith("已记录重新训练请求 #1")
+        assert "下一次定时检查会启动它" in first
         assert (await _reply(bot, 1, "/retrain")).startswith("同一标注快照已有请求 #1")
 
-    _run_bot(bot, script)
+    run_bot(bot, script)
     with transaction() as session:
         chat = session.get(Chat, 1)
         assert chat is not None
@@ -181,7 +160,7 @@ def test_start_brings_back_a_chat_that_had_blocked_the_bot(bot: FakeTelegram) ->
     async def script() -> None:
         await _reply(bot, 1, "/start")
 
-    _run_bot(bot, script)
+    run_bot(bot, script)
     with transaction() as session:
         chat = session.get(Chat, 1)
         assert chat is not None
@@ -196,7 +175,7 @@ def test_an_empty_allow_list_serves_nobody(bot: FakeTelegram, monkeypatch: pytes
         bot.press(1, 1, "fb:1:1")
         await asyncio.to_thread(bot.wait_for, lambda: len(bot.called("getUpdates")) >= 3)  # read both
 
-    _run_bot(bot, script)
+    run_bot(bot, script)
     assert bot.sent() == []
     assert bot.called("answerCallbackQuery") == []
 

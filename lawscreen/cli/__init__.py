@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from lawscreen.cli import crawl, data, db, inference, model, notify, train
+from lawscreen.cli import crawl, data, db, inference, model, notify, orchestrate, train
 from lawscreen.cli._output import err_console
 from lawscreen.errors import LawscreenError
 from lawscreen.settings import get_settings
@@ -23,6 +23,7 @@ crawl.register(app)
 train.register(app)
 inference.register(app)
 notify.register(app)
+orchestrate.register(app)
 
 
 @app.callback()

@@ -1,4 +1,4 @@
-"""`lawscreen import`, `lawscreen status` and `lawscreen demo`."""
+"""`lawscreen import` and `lawscreen status`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from lawscreen.cli._output import console, err_console
 from lawscreen.database import transaction
 from lawscreen.importer import DEFAULT_SOURCE, ImportReport, import_file
 
-SAMPLE_DATA = Path(__file__).resolve().parents[2] / "data" / "sample" / "posts.jsonl"
 # Enough to show where a file goes wrong without flooding the terminal.
 ERRORS_SHOWN = 20
 
@@ -23,7 +22,6 @@ ERRORS_SHOWN = 20
 def register(app: typer.Typer) -> None:
     app.command("import")(import_command)
     app.command("status")(status_command)
-    app.command("demo")(demo_command)
 
 
 def import_command(
@@ -37,8 +35,8 @@ def import_command(
 ) -> None:
     """Import labeled posts from FILE (one JSON object per line)."""
     migrate.ensure_schema()
-    report = _import_with_progress(file, None if label is None else bool(label), source)
-    _print_import_report(file, report)
+    report = import_with_progress(file, None if label is None else bool(label), source)
+    print_import_report(file, report)
 
 
 def status_command(
@@ -54,15 +52,7 @@ def status_command(
         _print_status(report)
 
 
-def demo_command() -> None:
-    """Run the main job on the bundled sample data: migrate, import, report."""
-    migrate.ensure_schema()
-    report = _import_with_progress(SAMPLE_DATA, None, DEFAULT_SOURCE)
-    _print_import_report(SAMPLE_DATA, report)
-    status_command(as_json=False)
-
-
-def _import_with_progress(file: Path, label: bool | None, source: str) -> ImportReport:
+def import_with_progress(file: Path, label: bool | None, source: str) -> ImportReport:
     with Progress(
         TextColumn("importing {task.description}"),
         BarColumn(),
@@ -80,7 +70,7 @@ def _import_with_progress(file: Path, label: bool | None, source: str) -> Import
         )
 
 
-def _print_import_report(file: Path, report: ImportReport) -> None:
+def print_import_report(file: Path, report: ImportReport) -> None:
     console.print(
         f"{file.name}: {report.lines} lines, {report.imported} imported "
         f"({report.new_posts} new posts, {report.labels_changed} labels new or changed), "

@@ -1,7 +1,9 @@
-"""`lawscreen model ...`: the registry (list, show, promote, rollback) and the offline bootstrap.
+"""`lawscreen model ...`: the registry (list, show, promote, rollback), the offline bootstrap and
+the ONNX export.
 
-list/show/promote/rollback need only the database. bootstrap needs the ``train`` extra; torch is
-imported inside that command so that the registry commands work on an inference-only install.
+list/show/promote/rollback need only the database. bootstrap and export need the ``train`` extra;
+torch is imported inside those commands so that the registry commands work on an inference-only
+install.
 """
 
 from __future__ import annotations
@@ -15,11 +17,16 @@ from rich.table import Table
 
 from lawscreen import migrate
 from lawscreen.cli._output import console
+from lawscreen.cli.export import export_command
 from lawscreen.database import transaction
 from lawscreen.errors import RegistryError
 from lawscreen.repo import registry
 
-app = typer.Typer(help="The model registry and the offline bootstrap of a base.", no_args_is_help=True)
+app = typer.Typer(
+    help="The model registry, the offline bootstrap of a base and the ONNX export.", no_args_is_help=True
+)
+
+app.command("export")(export_command)
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 # The metrics shown side by side for the model and the baseline.

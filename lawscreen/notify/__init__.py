@@ -5,7 +5,6 @@ What the orchestration calls (see docs/notifications.md):
 - ``deliver_pending()``: send due alerts and digests once (``lawscreen notify``, the hourly flow);
 - ``send_digests(now, chat_id=None)``: compose and send the digests that are due, or one chat's now;
 - ``sync_chats(session, allowed_ids)``: make ``chats`` match the allow-list (``served_chat_ids``);
-- ``request_retrain(session, requested_by)``: record a /retrain request, one per label snapshot.
 
 ``enqueue_hits`` (in ``outbox``) is how the classification stage writes the outbox rows.
 """
@@ -13,13 +12,11 @@ What the orchestration calls (see docs/notifications.md):
 from lawscreen.notify.chats import served_chat_ids, sync_chats
 from lawscreen.notify.digest import DigestReport, send_digests
 from lawscreen.notify.relay import RelayReport, deliver_pending
-from lawscreen.notify.retrain import request_retrain
 
 __all__ = [
     "DigestReport",
     "RelayReport",
     "deliver_pending",
-    "request_retrain",
     "send_digests",
     "served_chat_ids",
     "sync_chats",

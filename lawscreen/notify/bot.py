@@ -17,6 +17,7 @@ Only one process may long-poll a token: a second gets ``Conflict``, and then sto
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -49,9 +50,9 @@ from lawscreen.notify.render import (
     parse_feedback,
     render_text,
 )
-from lawscreen.notify.retrain import request_retrain
 from lawscreen.notify.stats import stats_text
 from lawscreen.notify.transport import TelegramSender, bot_kwargs, http_request
+from lawscreen.retraining import start_retrain
 from lawscreen.settings import DIGEST_TIME, Settings
 
 log = logging.getLogger(__name__)
@@ -172,11 +173,16 @@ class BotService:
         who = (
             f"telegram user {user.id} (@{user.username}) in chat {chat}" if user else f"telegram chat {chat}"
         )
-        request, created = await in_transaction(request_retrain, who)
-        if created:
-            text = f"已记录重新训练请求 #{request.id}（标注快照 {request.label_revision}）。"
+        # Starting the flow is a blocking call to the Prefect API: off the event loop.
+        started = await asyncio.to_thread(start_retrain, who)
+        if started.created:
+            text = f"已记录重新训练请求 #{started.request_id}（标注快照 {started.label_revision}）"
         else:
-            text = f"同一标注快照已有请求 #{request.id}（{request.status}），不再重复。"
+            text = f"同一标注快照已有请求 #{started.request_id}，不再重复"
+        if started.flow_run_id:
+            text += f"：训练任务 {started.flow_run_id}。"
+        else:
+            text += "：暂时无法启动训练任务，下一次定时检查会启动它。"
         await self._reply(context, chat, text)
 
     async def pause(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -36,6 +36,7 @@ from lawscreen.models import (
     Source,
 )
 from lawscreen.repo.labels import effective_labels, latest_revision
+from lawscreen.train.config import TrainConfig
 from lawscreen.train.loop import Examples
 from lawscreen.train.splits import stratified_split
 
@@ -89,24 +90,25 @@ def posts_hash(posts: Iterable[LabeledPost]) -> str:
     return hashlib.sha256(ids.encode()).hexdigest()[:16]
 
 
-def load_split(
-    session: Session, *, evaluation_share: float, validation_share: float, min_per_class: int, seed: int
-) -> DataSplit:
-    """Labels as of now, the evaluation set (frozen on first use), train and validation parts.
+def load_split(session: Session, config: TrainConfig) -> DataSplit:
+    """Labels as of now, the evaluation set (frozen on first use), train and validation parts, with
+    ``config``'s shares, minimum per class and seed.
 
     Raises TrainingDataError, before anything is written, when a class has too few labeled posts.
     """
     revision = latest_revision(session)
     posts = labeled_posts(session, revision)
-    _require_per_class(_distinct(posts), min_per_class, "labeled posts")
+    _require_per_class(_distinct(posts), config.min_per_class, "labeled posts")
 
-    freeze_evaluation_set(session, posts, evaluation_share)
+    freeze_evaluation_set(session, posts, config.evaluation_share)
     evaluation, hard_negatives = evaluation_set(session, posts)
     evaluated = {post.content_hash for post in evaluation}
     rest = _distinct(post for post in posts if post.content_hash not in evaluated)
     _require_per_class(rest, 2, "labeled posts outside the evaluation set")
 
-    train_at, validation_at = stratified_split([post.label for post in rest], validation_share, seed)
+    train_at, validation_at = stratified_split(
+        [post.label for post in rest], config.validation_share, config.seed
+    )
     return DataSplit(
         train=[rest[i] for i in train_at],
         validation=[rest[i] for i in validation_at],

@@ -75,13 +75,7 @@ def train_and_register(config: TrainConfig, *, export: ExportHook | None = None)
     settings = get_settings()
     base = load_base(config.base, config.max_length)  # 1
     with transaction() as session:  # 2
-        split = load_split(
-            session,
-            evaluation_share=config.evaluation_share,
-            validation_share=config.validation_share,
-            min_per_class=config.min_per_class,
-            seed=config.seed,
-        )
+        split = load_split(session, config)
     train = examples(split.train)
     tuned = fine_tune(config, base, train, examples(split.validation))  # 3
     baseline = tfidf.fit_baseline(train.texts, train.labels)
