@@ -405,7 +405,7 @@ def bench_model(directory: Path, shape: dict[str, Any], posts: int, *, sweep: bo
     if sweep:
         log("token budget sweep (lawscreen fp32)")
         out["token_budget_sweep"] = {}
-        for budget in (2048, 4096, 8192, 16384, 32768):
+        for budget in (512, 1024, 2048, 4096, 8192, 16384):
             best = min(run_worker(f"c_budget_{budget}", directory, posts)["seconds"] for _ in range(2))
             out["token_budget_sweep"][str(budget)] = posts / best
             log(f"  {budget}: {posts / best:.2f} posts/s")

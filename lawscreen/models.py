@@ -185,7 +185,8 @@ class Post(SQLModel, table=True):
     posted_at: datetime | None = _timestamp()
     edited_at: datetime | None = _timestamp()
     fetched_at: datetime | None = _timestamp(nullable=False, now=True)
-    # The first post with the same content on another source: a cross-post is notified once.
+    # The first post with the same content (on another forum, or reposted on the same one):
+    # the question is notified once.
     duplicate_of_id: int | None = Field(
         default=None, sa_type=BigInteger, foreign_key="posts.id", ondelete="SET NULL", index=True
     )

@@ -123,7 +123,7 @@ class Settings(BaseSettings):
 
     # --- inference ---
     inference_max_batch_tokens: int = Field(
-        default=8192,
+        default=1024,
         ge=64,
         description="Padded tokens per ONNX Runtime call (rows x padded length); see docs/inference.md.",
     )

@@ -106,6 +106,16 @@ def test_same_content_on_another_source_is_linked_as_a_cross_post(database: str)
         assert session.exec(select(Post.duplicate_of_id).where(Post.id == copy)).one() is None
 
 
+def test_a_repost_on_the_same_forum_is_linked_too(database: str) -> None:
+    forum = _source("forum")
+    question = "房东不退押金，可以起诉吗？"
+    with transaction() as session:
+        first, repost = upsert_posts(session, forum, [_post("1", question), _post("2", question)]).new_ids
+    with transaction() as session:
+        links = dict(session.exec(select(Post.id, Post.duplicate_of_id)).all())
+    assert links == {first: None, repost: first}
+
+
 def test_empty_posts_are_never_cross_posts(database: str) -> None:
     a, b = _source("a"), _source("b")
     with transaction() as session:

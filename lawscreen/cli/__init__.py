@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 from pydantic import ValidationError
 
@@ -33,6 +35,9 @@ def _load_settings() -> None:
 
 
 def main() -> None:
+    # The Prefect server a flow run starts (demo, screen) would try to send usage analytics; workers
+    # are often offline, and nothing of ours should phone home unasked.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         app()
     except ValidationError as exc:

@@ -23,10 +23,11 @@ from lawscreen.encoding import SpecialIds, encode, load_tokenizer
 from lawscreen.errors import ModelArtifactError
 from lawscreen.inference.batching import Batch, make_batch, padded_length, plan_batches
 
-# Default compute per ONNX Runtime call, in (padded) tokens. Large enough that every matrix
-# multiply has thousands of rows (the GEMM kernels' efficient regime), small enough that a batch's
-# activations stay in tens of MB. docs/inference.md shows the measurement behind it.
-DEFAULT_MAX_BATCH_TOKENS = 8192
+# Default compute per ONNX Runtime call, in (padded) tokens. Measured on bert-base's shape
+# (bench/inference.py --sweep, 2 cores): 512 and 1024 tokens 11.3 posts/s, 2048 10.4, 8192 8.2,
+# 32768 4.8. A thousand rows already keep the GEMM kernels busy, and a batch whose activations
+# fit in cache beats a large one. The same as LAWSCREEN_INFERENCE_MAX_BATCH_TOKENS's default.
+DEFAULT_MAX_BATCH_TOKENS = 1024
 # Texts tokenized at once. Bounds memory on a huge call; sorting by length happens within a window.
 ENCODE_WINDOW = 4096
 REQUIRED_INPUTS = ("input_ids", "attention_mask")

@@ -76,7 +76,7 @@ def upsert_posts(session: Session, source_id: int, posts: Iterable[NewPost]) -> 
     """Insert new posts, update those whose content changed, leave identical ones untouched.
 
     An edited post loses its predictions so the classifier scores it again. New and edited posts
-    are then linked to an earlier copy of the same content on another source (a cross-post).
+    are then linked to an earlier copy of the same content (a cross-post, or a repost on the same forum).
     Within one batch the last copy of an external id wins: ON CONFLICT cannot touch a row twice.
     """
     unique = list({post.external_id: post for post in posts}.values())
@@ -150,7 +150,7 @@ _LINK_CROSS_POSTS = text(
     FROM (
         SELECT t.id, (
             SELECT min(o.id) FROM posts AS o
-            WHERE o.content_hash = t.content_hash AND o.source_id <> t.source_id
+            WHERE o.content_hash = t.content_hash
               AND o.id < t.id AND coalesce(o.duplicate_of_id, 0) = 0
         ) AS original
         FROM posts AS t
