@@ -11,6 +11,7 @@ LawscreenError
 ├── RegistryError            nothing to promote or roll back to, or a model in the wrong state
 │   └── ModelNotFoundError   no production model, or no model version of that name
 ├── ChatNotServedError       a digest was asked for a chat that is not served
+├── NotUncertainError        only an ``uncertain`` notification can be settled by hand
 └── CrawlError               one source could not be crawled (fully); its run records it, others go on
     ├── FetchError           no usable response: an HTTP error status, a timeout, a connection error,
     │   │                    too many redirects (``status``, ``retryable`` and ``retry_after`` say more)
@@ -63,6 +64,10 @@ class TelegramTokenError(ConfigError):
 
 
 class ChatNotServedError(LawscreenError):
+    pass
+
+
+class NotUncertainError(LawscreenError):
     pass
 
 

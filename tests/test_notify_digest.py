@@ -11,14 +11,16 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from lawscreen.database import transaction
-from lawscreen.errors import ChatNotServedError
+from lawscreen.errors import ChatNotServedError, NotUncertainError
 from lawscreen.models import Chat, LabelOrigin, Notification, NotificationKind, Post
 from lawscreen.notify import deliver_pending, send_digests
 from lawscreen.notify.chats import set_digest_schedule, set_paused
 from lawscreen.notify.digest import latest_window
+from lawscreen.repo import notifications
 from lawscreen.repo.labels import NewLabel, upsert_labels
 from tests.fake_telegram import (
     FakeTelegram,
+    Fault,
     add_chats,
     add_model,
     add_posts,
@@ -239,3 +241,34 @@ def test_digest_times_and_timezone_can_change(telegram: FakeTelegram) -> None:
     with transaction() as session:
         set_digest_schedule(session, 1, [], None)  # only on request from now on
     assert send_digests(MORNING + timedelta(days=2)).digests == []
+
+
+def test_an_uncertain_digest_settled_as_not_arrived_is_sent_again_with_its_items(
+    telegram: FakeTelegram,
+) -> None:
+    with transaction() as session:
+        add_chats(session, 1)
+        posts = add_posts(session, 2)
+        queue(session, 1, posts, kind=NotificationKind.DIGEST_ITEM)
+    telegram.fail("sendMessage", Fault.drop())  # the connection closes before the answer
+    send_digests(MORNING)
+    (digest,) = _digest_rows()
+    assert digest.status == "uncertain"
+    assert {row.status for row in _rows().values()} == {"uncertain"}
+
+    with transaction() as session:
+        (listed,) = notifications.uncertain(session)  # the digest, not its items
+        assert listed.id is not None
+        assert listed.id == digest.id
+        notifications.settle_uncertain(session, listed.id, arrived=False)
+    assert deliver_pending().sent == 1
+    (resent,) = _digest_rows()
+    assert resent.status == "sent"
+    assert {row.status for row in _rows().values()} == {"sent"}
+    assert len(telegram.called("sendMessage")) == 2
+    assert all(f"问题 {n}" in str(telegram.sent(chat_id=1)[-1].params["text"]) for n in (0, 1))
+
+    item = next(iter(_rows().values()))
+    assert item.id is not None
+    with transaction() as session, pytest.raises(NotUncertainError, match="is sent"):
+        notifications.settle_uncertain(session, item.id, arrived=True)

@@ -28,9 +28,11 @@ from telegram.error import (
     RetryAfter,
     TimedOut,
 )
+from typer.testing import CliRunner
 
+from lawscreen.cli import app
 from lawscreen.database import transaction
-from lawscreen.errors import ConfigError, TelegramTokenError
+from lawscreen.errors import ConfigError, NotUncertainError, TelegramTokenError
 from lawscreen.models import Chat, Notification, NotificationKind, Post
 from lawscreen.notify import deliver_pending, served_chat_ids, sync_chats
 from lawscreen.notify.chats import CONSOLE_CHAT_ID
@@ -213,6 +215,31 @@ def test_ambiguous_errors_make_the_row_uncertain_and_it_is_never_resent(
     assert row.last_error
     assert deliver_pending().sent == 0
     assert len(telegram.called("sendMessage")) == 1
+
+
+def test_uncertain_alerts_are_listed_and_settled_from_the_command_line(telegram: FakeTelegram) -> None:
+    first, second = _seed_alerts({1: 2})
+    telegram.fail("sendMessage", Fault.drop(), times=2)
+    assert deliver_pending().uncertain == 2
+    runner = CliRunner()
+
+    listed = runner.invoke(app, ["uncertain"])
+    assert listed.exit_code == 0, listed.output
+    assert f"\n│ {first} " in listed.output
+    assert f"\n│ {second} " in listed.output
+
+    assert runner.invoke(app, ["uncertain", "--arrived", str(first)]).exit_code == 0
+    resend = runner.invoke(app, ["uncertain", "--resend", str(second)])
+    assert resend.exit_code == 0, resend.output
+    assert "is now pending" in resend.output
+    assert deliver_pending().sent == 1  # only the one that never arrived
+    assert {row.id: row.status for row in _rows()} == {first: "sent", second: "sent"}
+    assert len(telegram.called("sendMessage")) == 3
+    assert "no uncertain messages" in runner.invoke(app, ["uncertain"]).output
+
+    again = runner.invoke(app, ["uncertain", "--resend", str(first)])
+    assert again.exit_code != 0
+    assert isinstance(again.exception, NotUncertainError)
 
 
 def test_a_message_that_fails_after_its_first_part_is_uncertain(telegram: FakeTelegram) -> None:

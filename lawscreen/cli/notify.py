@@ -1,4 +1,4 @@
-"""`lawscreen notify`, `lawscreen digest` and `lawscreen bot`.
+"""`lawscreen notify`, `lawscreen digest`, `lawscreen bot` and `lawscreen uncertain`.
 
 python-telegram-bot takes a good part of a second to import, so it is imported by these commands
 only, not by every ``lawscreen`` invocation.
@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
     app.command("notify")(notify_command)
     app.command("digest")(digest_command)
     app.command("bot")(bot_command)
+    app.command("uncertain")(uncertain_command)
 
 
 def notify_command() -> None:
@@ -76,6 +77,50 @@ def bot_command() -> None:
     except InvalidToken:
         # PTB's message quotes the token: replace it.
         raise TelegramTokenError("the Bot API refused LAWSCREEN_TELEGRAM_TOKEN") from None
+
+
+def uncertain_command(
+    arrived: Annotated[
+        int | None, typer.Option(help="This message did reach the chat: mark it sent.", metavar="ID")
+    ] = None,
+    resend: Annotated[
+        int | None,
+        typer.Option(help="This message never arrived: send it on the next relay run.", metavar="ID"),
+    ] = None,
+) -> None:
+    """List the messages that may or may not have arrived, or settle one (--arrived or --resend)."""
+    from rich.table import Table
+
+    from lawscreen.database import transaction
+    from lawscreen.repo import notifications
+
+    migrate.ensure_schema()
+    if arrived is not None and resend is not None:
+        raise typer.BadParameter("give --arrived or --resend, not both")
+    if arrived is not None or resend is not None:
+        target = arrived if arrived is not None else resend
+        assert target is not None
+        with transaction() as session:
+            row = notifications.settle_uncertain(session, target, arrived=arrived is not None)
+            console.print(f"notification {row.id} ({row.kind}, chat {row.chat_id}) is now {row.status}")
+        return
+    with transaction() as session:
+        rows = notifications.uncertain(session)
+        table = Table("id", "chat", "kind", "post", "created", "last error", title="uncertain messages")
+        for row in rows:
+            table.add_row(
+                str(row.id),
+                str(row.chat_id),
+                row.kind,
+                str(row.post_id or row.digest_key),
+                f"{row.created_at:%Y-%m-%d %H:%M}" if row.created_at else "",
+                row.last_error or "",
+            )
+    if not rows:
+        console.print("no uncertain messages")
+        return
+    console.print(table)
+    console.print("Look in the chat, then: lawscreen uncertain --arrived ID, or --resend ID")
 
 
 def _print_relay(report: RelayReport) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
+from lawscreen.errors import NotUncertainError
 from lawscreen.models import (
     Chat,
     Label,
@@ -217,6 +218,48 @@ def cancel_pending(session: Session, chat_id: int, reason: str) -> int:
             .returning(col(Notification.id))
         ).all()
     )
+
+
+def uncertain(session: Session) -> list[Notification]:
+    """Messages that may or may not have arrived (a digest's items follow their digest), oldest first."""
+    return list(
+        session.scalars(
+            select(Notification)
+            .where(
+                col(Notification.status) == NotificationStatus.UNCERTAIN,
+                col(Notification.digest_id).is_(None),
+            )
+            .order_by(col(Notification.id))
+        ).all()
+    )
+
+
+def settle_uncertain(session: Session, notification_id: int, *, arrived: bool) -> Notification:
+    """Settle an ``uncertain`` message by hand: it arrived (``sent``), or it did not, and the next
+    relay run sends it again (``pending``, due now). A digest's items follow it."""
+    row = session.get(Notification, notification_id, with_for_update=True)
+    if row is None or row.status != NotificationStatus.UNCERTAIN or row.digest_id is not None:
+        state = "does not exist" if row is None else f"is {row.status}"
+        if row is not None and row.digest_id is not None:
+            state += f", an item of digest {row.digest_id} (settle the digest)"
+        raise NotUncertainError(f"notification {notification_id} {state}; only uncertain ones can be settled")
+    status = NotificationStatus.SENT if arrived else NotificationStatus.PENDING
+    row.status = status
+    row.lease_owner, row.lease_expires_at = None, None
+    if arrived:
+        row.sent_at = datetime.now(UTC)
+    else:
+        row.not_before = datetime.now(UTC)
+    session.execute(
+        update(Notification)
+        .where(
+            col(Notification.digest_id) == notification_id,
+            col(Notification.status) == NotificationStatus.UNCERTAIN,
+        )
+        .values(status=status, sent_at=func.now() if arrived else None)
+    )
+    session.flush()
+    return row
 
 
 def _leased_by(notification_id: int, owner: str) -> list[ColumnElement[bool]]:
