@@ -95,10 +95,7 @@ def train_candidate(base: str, train: dict[str, Any]) -> str:
     from lawscreen.export import export_model
     from lawscreen.train import TrainConfig, train_and_register
 
-    def export(model_dir: Any, texts: list[str], labels_: list[int]) -> object:
-        return export_model(model_dir, texts, labels_)
-
-    return train_and_register(TrainConfig(base=base, **train), export=export).version
+    return train_and_register(TrainConfig(base=base, **train), export=export_model).version
 
 
 @task(retries=1, retry_delay_seconds=10)

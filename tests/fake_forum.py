@@ -5,7 +5,7 @@ RSS 2.0 and Atom over one set of topics, supports conditional requests (ETag, La
 injects faults on demand: ``forum.fail(path, Fault(...), ...)`` makes the next requests to
 ``path`` misbehave, in order. Every request is logged with its headers and arrival time.
 
-``guard_loopback`` makes a test fail if anything tries to reach a non-loopback address.
+``loopback_guard`` makes a test fail if anything tries to reach a non-loopback address.
 """
 
 from __future__ import annotations
@@ -366,9 +366,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body[: len(body) // 2] if fault is not None and fault.truncate else body)
 
 
-def guard_loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Refuse (and record) any connection or name lookup for a non-loopback address; the caller
-    fails the test if any was attempted, since the crawler would turn a refusal into a mere error."""
+@pytest.fixture(name="loopback_attempts", autouse=True)
+def loopback_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Refuse (and record) any connection or name lookup for a non-loopback address, and fail the
+    test if any was attempted, since the crawler would turn a refusal into a mere error.
+
+    Autouse in every module that imports it."""
     attempts: list[str] = []
 
     def loopback(host: Any) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,12 +14,7 @@ from lawscreen.errors import ConfigError
 from lawscreen.models import Source, SourceKind
 from lawscreen.repo.sources import ensure_source
 from tests.conftest import REPO_ROOT
-from tests.fake_forum import guard_loopback, source_toml
-
-
-@pytest.fixture(autouse=True)
-def loopback_attempts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    yield from guard_loopback(monkeypatch)
+from tests.fake_forum import loopback_guard, source_toml  # noqa: F401 - autouse guard
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -12,12 +11,7 @@ from hypothesis import strategies as st
 from lawscreen.crawl._items import MAX_BODY_CHARS, build_post
 from lawscreen.errors import InputRejected
 from lawscreen.text import content_hash, html_to_text, normalize
-from tests.fake_forum import guard_loopback
-
-
-@pytest.fixture(autouse=True)
-def loopback_attempts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    yield from guard_loopback(monkeypatch)
+from tests.fake_forum import loopback_guard  # noqa: F401 - autouse: no test reaches beyond 127.0.0.1
 
 
 @pytest.mark.parametrize(

@@ -24,16 +24,11 @@ from tests.fake_forum import (
     FakeForum,
     Fault,
     crawl_settings,
-    guard_loopback,
+    loopback_guard,  # noqa: F401 - autouse: no test reaches beyond 127.0.0.1
     make_topics,
     source_toml,
     use_sources,
 )
-
-
-@pytest.fixture(autouse=True)
-def loopback_attempts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    yield from guard_loopback(monkeypatch)
 
 
 @pytest.fixture

@@ -250,14 +250,7 @@ def settle_uncertain(session: Session, notification_id: int, *, arrived: bool) -
         row.sent_at = datetime.now(UTC)
     else:
         row.not_before = datetime.now(UTC)
-    session.execute(
-        update(Notification)
-        .where(
-            col(Notification.digest_id) == notification_id,
-            col(Notification.status) == NotificationStatus.UNCERTAIN,
-        )
-        .values(status=status, sent_at=func.now() if arrived else None)
-    )
+    _mirror_items(session, [notification_id], status, row.last_error, was=NotificationStatus.UNCERTAIN)
     session.flush()
     return row
 
@@ -271,15 +264,21 @@ def _leased_by(notification_id: int, owner: str) -> list[ColumnElement[bool]]:
 
 
 def _mirror_items(
-    session: Session, digest_ids: Sequence[int], status: NotificationStatus, error: str | None
+    session: Session,
+    digest_ids: Sequence[int],
+    status: NotificationStatus,
+    error: str | None,
+    *,
+    was: NotificationStatus = NotificationStatus.PENDING,
 ) -> None:
+    """Give the digests' items (those still in status ``was``) the digest's new status."""
     if not digest_ids:
         return
     session.execute(
         update(Notification)
         .where(
             col(Notification.digest_id).in_(digest_ids),
-            col(Notification.status) == NotificationStatus.PENDING,
+            col(Notification.status) == was,
         )
         .values(
             status=status,
