@@ -13,7 +13,8 @@ in ``meta.json``'s ``export``:
    SkipLayerNormalization per layer, one EmbedLayerNormalization. A shortfall is reported
    (``fusion.complete = false`` and a warning), not refused: the parity check below runs on the
    graph actually written, so an unfused graph is still correct, only slower; refusing would stop
-   training from shipping a model over a speed regression.
+   training from shipping a model over a speed regression. Then the last layer is cut down to the
+   [CLS] row the classifier reads (``lawscreen.graph_surgery``; ``fusion.cls_only_last_layer``).
 3. **Parity** against PyTorch on the evaluation texts, through the runtime's own batching (sorted,
    padded to 8, under the token budget): max |Δlogit| ≤ 1e-4, identical labels at the model's
    threshold, and batch invariance (each post scored alone and padded inside one batch with all
@@ -33,7 +34,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from numpy.typing import ArrayLike, NDArray
 from lawscreen.artifacts import ONNX_FILE, ONNX_INT8_FILE, TOKENIZER_FILE, ModelMeta, read_meta, write_meta
 from lawscreen.encoding import SpecialIds, load_tokenizer
 from lawscreen.errors import ExportParityError, ModelArtifactError
+from lawscreen.graph_surgery import keep_cls_only_in_last_layer
 from lawscreen.inference import Classifier, probabilities
 from lawscreen.metrics import binary_metrics
 
@@ -66,6 +68,7 @@ class FusionReport:
     counts: dict[str, int]  # fused operators found, by kind
     expected: dict[str, int]  # what a fully fused graph of this architecture has
     missing: dict[str, int]  # kind -> how many short of expected
+    cls_only_last_layer: bool = False  # lawscreen.graph_surgery applied
 
     @property
     def complete(self) -> bool:
@@ -167,7 +170,9 @@ class ExportReport:
         p = self.parity
         out = [
             f"wrote {self.onnx_path} in {self.seconds:.1f}s",
-            f"fusions: {counts}" + ("" if self.fusion.complete else " (INCOMPLETE)"),
+            f"fusions: {counts}"
+            + ("" if self.fusion.complete else " (INCOMPLETE)")
+            + ("; last layer computed for [CLS] only" if self.fusion.cls_only_last_layer else ""),
             f"parity on {p.n} posts: max |Δlogit| {p.max_abs_logit_diff:.2e}, "
             f"{p.label_flips} label flips, {p.borderline} borderline; batch invariance on "
             f"{p.batch_invariance_n} posts: max |Δlogit| {p.batch_invariance_max_diff:.2e}",
@@ -368,8 +373,10 @@ def optimize(raw: Path, output: Path, *, num_heads: int, hidden_size: int, layer
     model = optimizer.optimize_model(
         str(raw), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0
     )
+    report = fusion_report(model.get_fused_operator_statistics(), layers)
+    cls_only = keep_cls_only_in_last_layer(model.model.graph)
     model.save_model_to_file(str(output))
-    return fusion_report(model.get_fused_operator_statistics(), layers)
+    return replace(report, cls_only_last_layer=cls_only)
 
 
 def torch_logits(model: Any, ids: Sequence[Sequence[int]], pad_id: int) -> NDArray[np.float32]:

@@ -48,6 +48,7 @@ def test_export_records_parity_and_fusions_within_bounds(exported: Path) -> None
     assert parity["label_flips"] == 0
     assert parity["batch_invariance_max_diff"] <= MAX_LOGIT_DIFF
     assert record["fusion"]["complete"]
+    assert record["fusion"]["cls_only_last_layer"]
     assert record["fusion"]["counts"] == {
         "Attention": 2,
         "SkipLayerNormalization": 4,
@@ -126,6 +127,7 @@ def test_an_sdpa_export_is_reported_unfused_but_still_correct(
     assert report.parity.passed
     assert not report.fusion.complete
     assert report.fusion.missing["Attention"] == 2
+    assert not report.fusion.cls_only_last_layer  # no fused Attention to cut after
     assert "fusion incomplete" in report.warnings[0]
     assert "fusion incomplete" in caplog.text
     assert read_meta(checkpoint).export["fusion"]["complete"] is False

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lawscreen.artifacts import ONNX_FILE, TOKENIZER_FILE
 from lawscreen.errors import ModelArtifactError
@@ -103,6 +105,54 @@ def test_plan_batches_fills_the_budget_and_gives_an_oversized_post_its_own_batch
     assert padded_length(13) == 16
     assert padded_length(13, cap=14) == 14  # never past the position table
     assert padded_length(126, cap=128) == 128
+
+
+def test_plan_batches_cuts_a_batch_short_where_the_padded_length_steps_down() -> None:
+    """Filling the budget greedily would pad an 8-token post to 16 in the first batch; ending that
+    batch early saves the padding, at the price of one more call."""
+    lengths = [16] * 3 + [8] * 9
+
+    def padded(plan: list[np.ndarray]) -> int:
+        return sum(len(batch) * padded_length(max(lengths[i] for i in batch)) for batch in plan)
+
+    cheap_calls = plan_batches(lengths, max_tokens=64, overhead_tokens=4)
+    assert list(cheap_calls[0]) == [0, 1, 2]
+    assert (len(cheap_calls), padded(cheap_calls)) == (3, 120)  # greedy: 2 batches, 128 tokens
+    # When a call costs more than the padding it saves, the two full batches stay.
+    costly_calls = plan_batches(lengths, max_tokens=64, overhead_tokens=100)
+    assert (len(costly_calls), padded(costly_calls)) == (2, 128)
+
+
+def _greedy_cost(lengths: list[int], max_tokens: int, overhead: int) -> int:
+    """Cost of filling each batch to the budget, longest first: the plan must never do worse."""
+    widths = sorted((padded_length(n) for n in lengths), reverse=True)
+    cost, start = 0, 0
+    while start < len(widths):
+        rows = max(1, max_tokens // widths[start])
+        cost += rows * widths[start] if start + rows <= len(widths) else (len(widths) - start) * widths[start]
+        cost += overhead
+        start += rows
+    return cost
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lengths=st.lists(st.integers(min_value=1, max_value=300), max_size=60),
+    max_tokens=st.integers(min_value=8, max_value=2048),
+    overhead=st.integers(min_value=0, max_value=64),
+)
+def test_plan_batches_covers_every_post_once_within_budget_at_no_more_than_greedy_cost(
+    lengths: list[int], max_tokens: int, overhead: int
+) -> None:
+    plan = plan_batches(lengths, max_tokens=max_tokens, overhead_tokens=overhead)
+    assert sorted(i for batch in plan for i in batch) == list(range(len(lengths)))
+    cost = 0
+    for batch in plan:
+        width = padded_length(max(lengths[i] for i in batch))
+        assert len(batch) == 1 or len(batch) * width <= max_tokens
+        assert [lengths[i] for i in batch] == sorted((lengths[i] for i in batch), reverse=True)
+        cost += len(batch) * width + overhead
+    assert cost <= _greedy_cost(lengths, max_tokens, overhead)
 
 
 def test_long_posts_keep_head_and_tail_and_max_length_is_configurable(model_dir: Path) -> None:

@@ -24,9 +24,10 @@ from lawscreen.errors import ModelArtifactError
 from lawscreen.inference.batching import Batch, make_batch, padded_length, plan_batches
 
 # Default compute per ONNX Runtime call, in (padded) tokens. Measured on bert-base's shape
-# (bench/inference.py --sweep, 2 cores): 512 and 1024 tokens 11.3 posts/s, 2048 10.4, 8192 8.2,
-# 32768 4.8. A thousand rows already keep the GEMM kernels busy, and a batch whose activations
-# fit in cache beats a large one. The same as LAWSCREEN_INFERENCE_MAX_BATCH_TOKENS's default.
+# (2 cores, docs/inference.md): 256 to 1536 tokens within noise of each other (14.0 ± 0.2
+# posts/s), 2048 and more slower (8192: -20 %). A few hundred rows already keep the GEMM kernels
+# busy, and a batch whose activations fit in cache beats a large one. The same as
+# LAWSCREEN_INFERENCE_MAX_BATCH_TOKENS's default.
 DEFAULT_MAX_BATCH_TOKENS = 1024
 # Texts tokenized at once. Bounds memory on a huge call; sorting by length happens within a window.
 ENCODE_WINDOW = 4096
