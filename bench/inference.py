@@ -362,14 +362,10 @@ def prepare(directory: Path, shape: dict[str, Any], posts: int) -> dict[str, Any
         },
         "params_encoder": sum(p.numel() for p in eager.bert.encoder.parameters()),
         # The last layer's parameters applied to [CLS] only (all but keys and values): see pass_flops.
-        "params_last_layer_cls_only": sum(p.numel() for p in eager.bert.encoder.layer[-1].parameters())
-        - sum(
+        "params_last_layer_cls_only": sum(
             p.numel()
-            for part in (
-                eager.bert.encoder.layer[-1].attention.self.key,
-                eager.bert.encoder.layer[-1].attention.self.value,
-            )
-            for p in part.parameters()
+            for name, p in eager.bert.encoder.layer[-1].named_parameters()
+            if not name.startswith(("attention.self.key.", "attention.self.value."))
         ),
         "fusion": report.fusion.as_dict(),
         "parity": report.parity.as_dict(),

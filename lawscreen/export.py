@@ -374,7 +374,7 @@ def optimize(raw: Path, output: Path, *, num_heads: int, hidden_size: int, layer
         str(raw), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0
     )
     report = fusion_report(model.get_fused_operator_statistics(), layers)
-    cls_only = keep_cls_only_in_last_layer(model.model.graph)
+    cls_only = keep_cls_only_in_last_layer(model)
     model.save_model_to_file(str(output))
     return replace(report, cls_only_last_layer=cls_only)
 

@@ -19,16 +19,18 @@ from __future__ import annotations
 import numpy as np
 import onnx
 from onnx import numpy_helper
+from onnxruntime.transformers.onnx_model import OnnxModel
 
 ATTENTION_OPS = ("Attention", "MultiHeadAttention")
 _SLICE_BOUNDS = {"starts": 0, "ends": 1, "axes": 1}  # rows [0, 1) of axis 1: the [CLS] position
 
 
-def keep_cls_only_in_last_layer(graph: onnx.GraphProto) -> bool:
-    """Rewrite ``graph`` in place as the module docstring says; return whether it was rewritten."""
+def keep_cls_only_in_last_layer(model: OnnxModel) -> bool:
+    """Rewrite ``model`` in place as the module docstring says; return whether it was rewritten."""
+    graph = model.graph()
     nodes = list(graph.node)
     attentions = [i for i, node in enumerate(nodes) if node.op_type in ATTENTION_OPS]
-    gathers = [i for i, node in enumerate(nodes) if _is_cls_gather(graph, node)]
+    gathers = [i for i, node in enumerate(nodes) if _is_cls_gather(model, node)]
     if not attentions or len(gathers) != 1 or gathers[0] < attentions[-1]:
         return False
     at, gather_at = attentions[-1], gathers[0]
@@ -68,21 +70,10 @@ def keep_cls_only_in_last_layer(graph: onnx.GraphProto) -> bool:
     return True
 
 
-def _is_cls_gather(graph: onnx.GraphProto, node: onnx.NodeProto) -> bool:
+def _is_cls_gather(model: OnnxModel, node: onnx.NodeProto) -> bool:
     """A Gather of the scalar index 0 on axis 1: the pooler taking each post's [CLS] row."""
     if node.op_type != "Gather" or len(node.input) != 2:
         return False
     axis = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
-    index = _constant(graph, node.input[1])
+    index = model.get_constant_value(node.input[1])
     return axis == 1 and index is not None and index.ndim == 0 and int(index) == 0
-
-
-def _constant(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
-    for initializer in graph.initializer:
-        if initializer.name == name:
-            return numpy_helper.to_array(initializer)
-    for node in graph.node:
-        if node.op_type == "Constant" and node.output[0] == name:
-            value = next((a for a in node.attribute if a.name == "value"), None)
-            return numpy_helper.to_array(value.t) if value is not None else None
-    return None
