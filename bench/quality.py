@@ -55,7 +55,7 @@ from lawscreen.train.splits import stratified_folds, stratified_split
 ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT / "data" / "sample" / "posts.jsonl"
 HELDOUT = ROOT / "data" / "sample" / "heldout.jsonl"
-REPORTED = ("f1", "precision", "recall", "accuracy", "roc_auc", "pr_auc")
+REPORTED = ("f1", "precision", "recall", "accuracy", "roc_auc", "pr_auc", "brier")
 
 
 def read_posts(path: Path) -> Examples:

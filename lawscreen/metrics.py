@@ -25,6 +25,7 @@ class BinaryMetrics:
     f1: float
     roc_auc: float | None  # None when the data holds one class only
     pr_auc: float | None
+    brier: float  # mean squared error of the scores as probabilities: calibration and sharpness
     tp: int
     fp: int
     tn: int
@@ -60,6 +61,7 @@ def binary_metrics(labels: ArrayLike, scores: ArrayLike, threshold: float) -> Bi
         f1=_ratio(2 * precision * recall, precision + recall),
         roc_auc=roc_auc(y, s),
         pr_auc=average_precision(y, s),
+        brier=brier_score(y, s),
         tp=tp,
         fp=fp,
         tn=tn,
@@ -75,6 +77,12 @@ def roc_auc(labels: ArrayLike, scores: ArrayLike) -> float | None:
         return None
     rank_sum = float(_average_ranks(s)[y].sum())
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def brier_score(labels: ArrayLike, scores: ArrayLike) -> float:
+    """Mean squared difference between the scores and the labels: 0 is perfect, 0.25 a coin."""
+    y, s = _as_arrays(labels, scores)
+    return float(np.mean((s - y) ** 2)) if y.size else 0.0
 
 
 def precision_recall_curve(

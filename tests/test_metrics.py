@@ -29,6 +29,7 @@ def test_agrees_with_scikit_learn(pairs: list[tuple[bool, float]], threshold: fl
     assert ours.precision == pytest.approx(sk.precision_score(y, predicted, zero_division=0))
     assert ours.recall == pytest.approx(sk.recall_score(y, predicted, zero_division=0))
     assert ours.f1 == pytest.approx(sk.f1_score(y, predicted, zero_division=0))
+    assert ours.brier == pytest.approx(sk.brier_score_loss(y, s))
     assert [ours.tn, ours.fp, ours.fn, ours.tp] == sk.confusion_matrix(
         y, predicted, labels=[False, True]
     ).ravel().tolist()

@@ -88,11 +88,30 @@ def test_training_writes_a_complete_model_directory_and_registers_a_candidate(
     metrics = meta.metrics
     for who in ("model", "baseline"):
         for part in ("validation", "evaluation"):
-            for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "tp", "fp", "tn", "fn"):
+            for key in (
+                "accuracy",
+                "precision",
+                "recall",
+                "f1",
+                "roc_auc",
+                "pr_auc",
+                "brier",
+                "tp",
+                "fp",
+                "tn",
+                "fn",
+            ):
                 assert key in metrics[who][part], (who, part, key)
     assert metrics["model"]["evaluation"]["by_source"]["import"]["n"] == metrics["model"]["evaluation"]["n"]
     assert metrics["baseline"]["name"].startswith("tfidf")
     assert metrics["model"]["threshold"]["target_precision"] == 0.9
+    calibration = metrics["model"]["calibration"]
+    assert calibration["method"] == "platt"
+    assert calibration["slope"] > 0
+    assert calibration["fitted_on"] == metrics["model"]["validation"]["n"]
+    assert calibration["evaluation_brier_after"] == pytest.approx(
+        metrics["model"]["evaluation"]["brier"], abs=1e-4
+    )
 
     (model,) = _registered()
     assert (model.version, model.status, model.artifact_path) == (result.version, "candidate", str(directory))

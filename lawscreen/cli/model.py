@@ -30,7 +30,7 @@ app.command("export")(export_command)
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 # The metrics shown side by side for the model and the baseline.
-METRIC_ROWS = ("f1", "precision", "recall", "accuracy", "roc_auc", "pr_auc")
+METRIC_ROWS = ("f1", "precision", "recall", "accuracy", "roc_auc", "pr_auc", "brier")
 
 
 @app.command("list")
@@ -218,6 +218,14 @@ def print_metrics(metrics: dict[str, Any]) -> None:
         "",
     )
     console.print(table)
+    calibration = model.get("calibration")
+    if calibration:
+        console.print(
+            f"scores calibrated on {calibration['fitted_on']} validation posts (Platt: "
+            f"σ({calibration['slope']:.3g}·margin {calibration['intercept']:+.3g})); evaluation Brier "
+            f"{_fmt(calibration['evaluation_brier_before'])} before, "
+            f"{_fmt(calibration['evaluation_brier_after'])} after"
+        )
     if not model.get("threshold", {}).get("reached_target", True):
         console.print(
             f"[yellow]no threshold reached precision {model['threshold']['target_precision']} on validation; "

@@ -45,6 +45,9 @@ def train_command(
     target_precision: Annotated[
         float | None, typer.Option(help="Precision the threshold must reach on validation.")
     ] = None,
+    calibrate: Annotated[
+        bool, typer.Option(help="Platt-scale the scores on validation, written into the model's head.")
+    ] = True,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
@@ -71,6 +74,7 @@ def train_command(
             "focal_gamma": focal_gamma,
             "focal_alpha": focal_alpha,
             "target_precision": target_precision,
+            "calibrate": calibrate,
             "seed": seed,
             "device": device,
             "threads": threads,

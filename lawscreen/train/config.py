@@ -103,6 +103,10 @@ class TrainConfig(_Config):
     # Weight of the positive class in the loss; None balances the classes by their frequency.
     focal_alpha: float | None = Field(default=None, gt=0.0, lt=1.0)
     class_weights: bool = True  # cross-entropy only: weight classes by inverse frequency
+    # Platt scaling fitted on validation and written into the head (lawscreen.train.calibration):
+    # scores read as probabilities whatever the loss, so LAWSCREEN_ALERT_THRESHOLD means the same
+    # for every model.
+    calibrate: bool = True
     target_precision: float = Field(default_factory=lambda: get_settings().target_precision, gt=0.0, le=1.0)
     evaluation_share: float = Field(default_factory=lambda: get_settings().evaluation_share, gt=0.0, lt=1.0)
     validation_share: float = Field(default=0.2, gt=0.0, lt=1.0)

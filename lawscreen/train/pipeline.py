@@ -2,7 +2,7 @@
 
     1. base       resolve and check the base offline             (BaseModelError)
     2. data       labels, frozen evaluation set, train/validation (TrainingDataError)
-    3. train      fine-tune (lawscreen.train.loop)
+    3. train      fine-tune (lawscreen.train.loop), then calibrate on validation
     4. judge      the model and the TF-IDF baseline on the same split, threshold on validation
     5. write      the model directory, in a hidden staging directory
     6. export     optional hook, run on the staging directory (the ONNX export goes here)
@@ -36,6 +36,7 @@ from lawscreen.repo.registry import register_candidate
 from lawscreen.settings import get_settings
 from lawscreen.train import baseline as tfidf
 from lawscreen.train.bootstrap import read_bootstrap_record
+from lawscreen.train.calibration import Calibration, calibrate
 from lawscreen.train.config import TrainConfig
 from lawscreen.train.data import DataSplit, examples, load_split
 from lawscreen.train.evaluation import choose_threshold, judge
@@ -77,9 +78,21 @@ def train_and_register(config: TrainConfig, *, export: ExportHook | None = None)
     with transaction() as session:  # 2
         split = load_split(session, config)
     train = examples(split.train)
-    tuned = fine_tune(config, base, train, examples(split.validation))  # 3
+    validation, evaluation = examples(split.validation), examples(split.evaluation)
+    tuned = fine_tune(config, base, train, validation)  # 3
+    calibration = (
+        calibrate(
+            tuned.model,
+            base.tokenizer,
+            config.max_length,
+            (validation.texts, validation.labels),
+            (evaluation.texts, evaluation.labels),
+        )
+        if config.calibrate
+        else None
+    )
     baseline = tfidf.fit_baseline(train.texts, train.labels)
-    judgement = judge_both(config, split, tuned, base.tokenizer, baseline)  # 4
+    judgement = judge_both(config, split, tuned, base.tokenizer, baseline, calibration)  # 4
 
     version = new_version()
     meta = ModelMeta(
@@ -96,7 +109,6 @@ def train_and_register(config: TrainConfig, *, export: ExportHook | None = None)
     with staged_directory(target) as staging:
         write_model_directory(staging, tuned.model, base.tokenizer, meta, judgement, split)  # 5
         if export is not None:  # 6: the ONNX export step
-            evaluation = examples(split.evaluation)
             export(staging, list(evaluation.texts), list(evaluation.labels))
     meta = read_meta(target)  # 7 happened when the block ended; the export may have added to meta
     try:  # 8
@@ -118,7 +130,12 @@ def train_and_register(config: TrainConfig, *, export: ExportHook | None = None)
 
 
 def judge_both(
-    config: TrainConfig, split: DataSplit, tuned: FineTuned, tokenizer: Tokenizer, baseline: tfidf.Baseline
+    config: TrainConfig,
+    split: DataSplit,
+    tuned: FineTuned,
+    tokenizer: Tokenizer,
+    baseline: tfidf.Baseline,
+    calibration: Calibration | None,
 ) -> Judgement:
     """Each model picks its threshold on validation and is judged with it on the evaluation set."""
     validation_texts = examples(split.validation).texts
@@ -137,6 +154,7 @@ def judge_both(
         results[name] = judge(
             split, validation_scores, evaluation_scores[name], threshold, config.target_precision
         )
+    results["model"]["calibration"] = calibration.as_dict() if calibration else None
     results["baseline"]["name"] = tfidf.NAME
     results["training"] = {
         **tuned.summary(),
