@@ -191,9 +191,10 @@ def _score_heldout() -> dict[str, Any]:
         "not the split the model was trained on"
     )
     data = read_posts(HELDOUT)
-    model_metrics = binary_metrics(
-        data.labels, score_model_directory(Path(model.artifact_path), data.texts), meta.threshold
-    )
+    scores = score_model_directory(Path(model.artifact_path), data.texts)
+    model_metrics = binary_metrics(data.labels, scores, meta.threshold)
+    alert_threshold = get_settings().alert_threshold
+    alerts = binary_metrics(data.labels, scores, alert_threshold)
     baseline = fit_baseline([p.text for p in split.train], [p.label for p in split.train])
     baseline_threshold = meta.metrics["baseline"]["threshold"]["value"]
     baseline_metrics = binary_metrics(data.labels, baseline.score(data.texts), baseline_threshold)
@@ -205,6 +206,9 @@ def _score_heldout() -> dict[str, Any]:
         "baseline": {
             key: getattr(baseline_metrics, key) for key in (*REPORTED, "tp", "fp", "tn", "fn", "threshold")
         },
+        # What would reach the lawyer at once (LAWSCREEN_ALERT_THRESHOLD) rather than in a digest.
+        "alerts": {"threshold": alert_threshold, "legal": alerts.tp, "not_legal": alerts.fp},
+        "calibration": meta.metrics["model"].get("calibration"),
         "frozen_evaluation_set": {
             "model": meta.metrics["model"]["evaluation"],
             "baseline": meta.metrics["baseline"]["evaluation"],
