@@ -85,6 +85,20 @@ def brier_score(labels: ArrayLike, scores: ArrayLike) -> float:
     return float(np.mean((s - y) ** 2)) if y.size else 0.0
 
 
+def reliability_bins(
+    labels: ArrayLike, scores: ArrayLike, bins: int = 5
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int_]]:
+    """Per equal-width score bin holding posts: mean score, share labeled legal, and post count.
+    Calibrated scores put the first two on the diagonal (the points of a reliability diagram)."""
+    y, s = _as_arrays(labels, scores)
+    which = np.clip((s * bins).astype(int), 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    held = counts > 0
+    mean_score = np.bincount(which, weights=s, minlength=bins)[held] / counts[held]
+    share_legal = np.bincount(which, weights=y.astype(np.float64), minlength=bins)[held] / counts[held]
+    return mean_score, share_legal, counts[held]
+
+
 def precision_recall_curve(
     labels: ArrayLike, scores: ArrayLike
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:

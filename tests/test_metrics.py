@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as sk
 
-from lawscreen.metrics import average_precision, binary_metrics, roc_auc, threshold_for_precision
+from lawscreen.metrics import (
+    average_precision,
+    binary_metrics,
+    reliability_bins,
+    roc_auc,
+    threshold_for_precision,
+)
 
 # Scores drawn from a small set so that ties, which the definitions must handle, are common.
 samples = st.lists(
@@ -70,3 +76,23 @@ def test_single_class_has_no_auc() -> None:
 def test_mismatched_lengths_are_refused() -> None:
     with pytest.raises(ValueError, match="3 labels but 2 scores"):
         binary_metrics([1, 0, 1], [0.5, 0.5], 0.5)
+
+
+def test_reliability_bins_follow_calibrated_scores() -> None:
+    rng = np.random.default_rng(1)
+    scores = rng.random(50_000)
+    labels = rng.random(scores.size) < scores  # legal with probability equal to the score
+
+    mean_score, share_legal, counts = reliability_bins(labels, scores, bins=5)
+
+    assert counts.sum() == scores.size
+    np.testing.assert_allclose(mean_score, [0.1, 0.3, 0.5, 0.7, 0.9], atol=0.01)
+    np.testing.assert_allclose(share_legal, mean_score, atol=0.02)
+
+
+def test_reliability_bins_skip_empty_bins_and_keep_score_one() -> None:
+    mean_score, share_legal, counts = reliability_bins([0, 0, 1, 1], [0.05, 0.1, 0.95, 1.0], bins=5)
+
+    assert counts.tolist() == [2, 2]
+    np.testing.assert_allclose(mean_score, [0.075, 0.975])
+    assert share_legal.tolist() == [0.0, 1.0]

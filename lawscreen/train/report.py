@@ -1,7 +1,8 @@
 """report.png: the model beside the baseline on the frozen evaluation set, at a glance.
 
 Left, the precision-recall curves of both with each one's operating point (its validation-chosen
-threshold); right, the two confusion matrices. Text is English only: the figure must render on a
+threshold); then the reliability diagram (is a score of 0.9 legal nine times in ten?); right, the
+two confusion matrices. Text is English only: the figure must render on a
 worker without CJK fonts. A bare ``Figure`` (no pyplot) renders with Agg and touches no global
 backend state or display.
 """
@@ -16,9 +17,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
-from lawscreen.metrics import precision_recall_curve
+from lawscreen.metrics import precision_recall_curve, reliability_bins
 
-FIGURE_SIZE = (13, 4.2)
+FIGURE_SIZE = (17, 4.2)
+RELIABILITY_BINS = 5  # the evaluation set is small (84 posts on the sample data)
 DPI = 110
 
 
@@ -34,7 +36,7 @@ def write_report(
 ) -> None:
     """``*_metrics`` are the evaluation metrics as ``BinaryMetrics.as_dict`` gives them."""
     figure = Figure(figsize=FIGURE_SIZE)
-    curves, model_matrix, baseline_matrix = figure.subplots(1, 3)
+    curves, reliability, model_matrix, baseline_matrix = figure.subplots(1, 4)
     figure.suptitle(title)
     for name, scores, metrics in (
         ("model", model_scores, model_metrics),
@@ -45,9 +47,22 @@ def write_report(
             recall, precision, where="post", label=f"{name} (PR-AUC {_fmt(metrics['pr_auc'])})"
         )
         curves.plot(metrics["recall"], metrics["precision"], "o", color=line[0].get_color())
+        mean_score, share_legal, counts = reliability_bins(labels, scores, RELIABILITY_BINS)
+        reliability.plot(mean_score, share_legal, "-", color=line[0].get_color(), alpha=0.6)
+        reliability.scatter(
+            mean_score,
+            share_legal,
+            s=20 + 200 * counts / max(int(counts.sum()), 1),
+            color=line[0].get_color(),
+            label=f"{name} (Brier {_fmt(metrics.get('brier'))})",
+        )
     curves.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02))
     curves.set_title("evaluation set: PR curve (dot: threshold)")
     curves.legend(loc="lower left")
+    reliability.plot([0, 1], [0, 1], ":", color="grey")
+    reliability.set(xlabel="mean score in bin", ylabel="share labeled legal", xlim=(0, 1), ylim=(-0.02, 1.02))
+    reliability.set_title("reliability (dot size: posts)")
+    reliability.legend(loc="upper left")
     _confusion(model_matrix, "model", model_metrics)
     _confusion(baseline_matrix, "baseline", baseline_metrics)
     figure.tight_layout()
