@@ -8,6 +8,7 @@ from lawscreen.inference.batching import PAD_MULTIPLE, Batch, padded_length, pla
 from lawscreen.inference.classifier import (
     DEFAULT_MAX_BATCH_TOKENS,
     Classifier,
+    margin_probabilities,
     physical_cores,
     probabilities,
     session_options,
@@ -18,6 +19,7 @@ __all__ = [
     "PAD_MULTIPLE",
     "Batch",
     "Classifier",
+    "margin_probabilities",
     "padded_length",
     "physical_cores",
     "plan_batches",

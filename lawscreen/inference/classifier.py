@@ -210,7 +210,11 @@ class Classifier:
 
 def probabilities(logits: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
     """Softmax probability of class 1 from two-class logits, computed without overflow."""
-    margin = logits[:, 1].astype(np.float64) - logits[:, 0].astype(np.float64)
+    return margin_probabilities(logits[:, 1].astype(np.float64) - logits[:, 0].astype(np.float64))
+
+
+def margin_probabilities(margin: NDArray[np.float64]) -> NDArray[np.float64]:
+    """σ(margin), the probability of class 1 from the logit margin ``l1 - l0``, without overflow."""
     small = np.exp(-np.abs(margin))  # in (0, 1]: never overflows
     return np.where(margin >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
 

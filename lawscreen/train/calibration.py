@@ -15,7 +15,7 @@ above a threshold chosen after it are unchanged; only what the numbers say chang
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,9 +25,9 @@ from sklearn.linear_model import LogisticRegression
 from tokenizers import Tokenizer
 from transformers import BertForSequenceClassification
 
-from lawscreen.encoding import SpecialIds, encode
+from lawscreen.inference import margin_probabilities
 from lawscreen.metrics import brier_score
-from lawscreen.train.modeling import predict_logits
+from lawscreen.train.modeling import text_logits
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +89,10 @@ def calibrate(
         return None
     evaluation_margins = margins(model, tokenizer, evaluation[0], max_length)
     fold_into_head(model, calibration)
-    before = _sigmoid(evaluation_margins)
-    after = _sigmoid(calibration.slope * evaluation_margins + calibration.intercept)
-    return Calibration(
-        slope=calibration.slope,
-        intercept=calibration.intercept,
-        fitted_on=calibration.fitted_on,
+    before = margin_probabilities(evaluation_margins)
+    after = margin_probabilities(calibration.slope * evaluation_margins + calibration.intercept)
+    return replace(
+        calibration,
         evaluation_brier_before=brier_score(evaluation[1], before) if evaluation[0] else None,
         evaluation_brier_after=brier_score(evaluation[1], after) if evaluation[0] else None,
     )
@@ -104,11 +102,5 @@ def margins(
     model: BertForSequenceClassification, tokenizer: Tokenizer, texts: Sequence[str], max_length: int
 ) -> NDArray[np.float64]:
     """Logit margins ``l1 - l0``, the quantity calibration maps."""
-    device = next(model.parameters()).device
-    encoded = encode(tokenizer, texts, max_length)
-    logits = predict_logits(model, encoded, SpecialIds.of(tokenizer).pad, device).double()
+    logits = text_logits(model, tokenizer, texts, max_length).double()
     return (logits[:, 1] - logits[:, 0]).numpy()
-
-
-def _sigmoid(x: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * x)), dtype=np.float64)

@@ -266,9 +266,16 @@ def score_texts(
     model: BertForSequenceClassification, tokenizer: Tokenizer, texts: Sequence[str], max_length: int
 ) -> NDArray[np.float64]:
     """P(legal consultation) for each text, encoded exactly as inference encodes it."""
+    return legal_probability(text_logits(model, tokenizer, texts, max_length))
+
+
+def text_logits(
+    model: BertForSequenceClassification, tokenizer: Tokenizer, texts: Sequence[str], max_length: int
+) -> torch.Tensor:
+    """Logits (n, 2) for each text, encoded exactly as inference encodes it."""
     device = next(model.parameters()).device
     encoded = encode(tokenizer, texts, max_length)
-    return legal_probability(predict_logits(model, encoded, SpecialIds.of(tokenizer).pad, device))
+    return predict_logits(model, encoded, SpecialIds.of(tokenizer).pad, device)
 
 
 def score_model_directory(directory: Path, texts: Sequence[str]) -> NDArray[np.float64]:

@@ -2,9 +2,9 @@
 
 Left, the precision-recall curves of both with each one's operating point (its validation-chosen
 threshold); then the reliability diagram (is a score of 0.9 legal nine times in ten?); right, the
-two confusion matrices. Text is English only: the figure must render on a
-worker without CJK fonts. A bare ``Figure`` (no pyplot) renders with Agg and touches no global
-backend state or display.
+two confusion matrices. Text is English only: the figure must render on a worker without CJK
+fonts. A bare ``Figure`` (no pyplot) renders with Agg and touches no global backend state or
+display.
 """
 
 from __future__ import annotations
