@@ -79,9 +79,10 @@ class TrainConfig(_Config):
 
     base: str = Field(default_factory=lambda: get_settings().base_model)
     max_length: int = Field(default=256, ge=3)  # tokens per post, head and tail kept (lawscreen.encoding)
-    # 3e-4 suits the small bootstrapped model (1e-4 was still improving after 40 epochs);
-    # for bert-base-chinese pass 2e-5 to 5e-5, the usual range for a full-size BERT.
-    learning_rate: float = Field(default=3e-4, gt=0.0)
+    # 1e-3 suits the small bootstrapped model: on the development cross-validation it beat 3e-4
+    # on both bases tried (F1 0.976 against 0.966, 0.984 against 0.983); 2e-3 diverged (0.950).
+    # For bert-base-chinese pass 2e-5 to 5e-5, the usual range for a full-size BERT.
+    learning_rate: float = Field(default=1e-3, gt=0.0)
     weight_decay: float = Field(default=0.01, ge=0.0)
     warmup_ratio: float = Field(default=0.1, ge=0.0, lt=1.0)
     grad_clip: float = Field(default=1.0, gt=0.0)
