@@ -185,12 +185,10 @@ def heldout(args: argparse.Namespace) -> None:
             seconds[f"train --seed {seed}"] = run("train", "--base", "bootstrap", "--seed", str(seed))
         with transaction() as session:
             models = list(reversed(registry.list_models(session)))  # oldest first: seed 0, 1, ...
-        reports = [_score_heldout(model, seed) for seed, model in enumerate(models)]
+        reports = [_score_heldout(model) for model in models]
     report = reports[0]
     if args.seeds > 1:
-        per_seed = [
-            {"seed": seed, "model": r["model"], "baseline": r["baseline"]} for seed, r in enumerate(reports)
-        ]
+        per_seed = [{"seed": r["seed"], "model": r["model"], "baseline": r["baseline"]} for r in reports]
         mean = {
             who: {key: float(np.mean([r[who][key] for r in per_seed])) for key in MEANS}
             for who in ("model", "baseline")
@@ -201,12 +199,12 @@ def heldout(args: argparse.Namespace) -> None:
     print(json.dumps(report, indent=2))
 
 
-def _score_heldout(model: ModelVersion, seed: int) -> dict[str, Any]:
-    config = TrainConfig(seed=seed)
+def _score_heldout(model: ModelVersion) -> dict[str, Any]:
+    meta = read_meta(Path(model.artifact_path))
+    config = TrainConfig.model_validate(meta.metrics["training"]["config"])
     with transaction() as session:
         # The same split the command trained on: same labels, same frozen evaluation set, same seed.
         split = load_split(session, config)
-    meta = read_meta(Path(model.artifact_path))
     assert split.snapshot()["hashes"] == meta.data_snapshot["hashes"], (
         "not the split the model was trained on"
     )
@@ -219,6 +217,7 @@ def _score_heldout(model: ModelVersion, seed: int) -> dict[str, Any]:
     baseline_threshold = meta.metrics["baseline"]["threshold"]["value"]
     baseline_metrics = binary_metrics(data.labels, baseline.score(data.texts), baseline_threshold)
     return {
+        "seed": config.seed,
         "heldout_posts": len(data.texts),
         "model": {
             key: getattr(model_metrics, key) for key in (*REPORTED, "tp", "fp", "tn", "fn", "threshold")
