@@ -31,6 +31,7 @@ from lawscreen.repo.labels import NewLabel, upsert_labels
 from lawscreen.settings import get_settings
 from lawscreen.train import bootstrap_base, evaluation_scorer, pipeline, train_and_register
 from lawscreen.train.bootstrap import read_bootstrap_record
+from lawscreen.train.config import FULL_SIZE_LEARNING_RATE, FULL_SIZE_WIDTH, SMALL_MODEL_LEARNING_RATE
 from lawscreen.train.modeling import load_base
 from tests.train_fixtures import (
     import_posts,
@@ -105,6 +106,7 @@ def test_training_writes_a_complete_model_directory_and_registers_a_candidate(
     assert metrics["model"]["evaluation"]["by_source"]["import"]["n"] == metrics["model"]["evaluation"]["n"]
     assert metrics["baseline"]["name"].startswith("tfidf")
     assert metrics["model"]["threshold"]["target_precision"] == 0.9
+    assert metrics["training"]["learning_rate"] == 3e-3  # as configured
     calibration = metrics["model"]["calibration"]
     assert calibration["method"] == "platt"
     assert calibration["slope"] > 0
@@ -342,6 +344,25 @@ def test_bootstrap_makes_a_base_that_trains(database: str, tmp_path: Path) -> No
     assert sorted(p.name for p in path.parent.iterdir()) == ["adapted", "tiny"]
 
 
+def test_the_learning_rate_defaults_by_the_width_of_the_base(database: str, tmp_path: Path) -> None:
+    # 1e-3 suits the small bootstrapped model; a full-size BERT collapses to one class there.
+    import_posts(tmp_path, CORPUS)
+    bootstrap_base(tiny_bootstrap_config(name="small", epochs=1))
+    wide = bootstrap_base(tiny_bootstrap_config(name="wide", hidden_size=FULL_SIZE_WIDTH, epochs=1))
+    adapted = bootstrap_base(tiny_bootstrap_config(name="adapted", from_base="wide", epochs=1))
+
+    # From scratch, pre-training uses the small model's rate; continuing a wide base, the gentle one.
+    assert read_bootstrap_record(wide)["pretraining"]["learning_rate"] == SMALL_MODEL_LEARNING_RATE
+    assert read_bootstrap_record(adapted)["pretraining"]["learning_rate"] == FULL_SIZE_LEARNING_RATE
+    for base, configured, used in (
+        ("small", None, SMALL_MODEL_LEARNING_RATE),
+        ("wide", None, FULL_SIZE_LEARNING_RATE),
+        ("wide", 1e-4, 1e-4),
+    ):
+        result = train_and_register(tiny_train_config(base, max_epochs=1, learning_rate=configured))
+        assert result.meta.metrics["training"]["learning_rate"] == used, base
+
+
 def test_bootstrap_needs_posts(database: str) -> None:
     with pytest.raises(TrainingDataError, match="at least 20 posts"):
         bootstrap_base(tiny_bootstrap_config())
@@ -386,8 +407,16 @@ def test_train_and_bootstrap_commands(database: str, tmp_path: Path) -> None:
         app, ["train", "--base", "tiny", "--max-length", "64", "--max-epochs", "3", "--no-progress", "--gate"]
     )
     assert trained.exit_code == 0, trained.output
-    for expected in ("model eval", "baseline eval", "per source", "candidate", "gate:"):
+    for expected in ("model eval", "baseline eval", "per source", "parity on", "candidate", "gate:"):
         assert expected in trained.output
+    # Exported as it was trained, so the promoted model scores the backlog straight away.
+    with transaction() as session:
+        production = registry.production_model(session)
+    assert production is not None
+    assert (Path(production.artifact_path) / "model.onnx").is_file()
+    assert read_meta(Path(production.artifact_path)).export["parity"]["passed"]
+    scored = runner.invoke(app, ["classify-pending"])
+    assert scored.exit_code == 0, scored.output
 
     invalid = runner.invoke(app, ["train", "--base", "tiny", "--loss", "hinge"])
     assert invalid.exit_code == 2

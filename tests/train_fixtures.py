@@ -60,6 +60,7 @@ def tiny_train_config(base: Path | str, **overrides: Any) -> TrainConfig:
         "max_length": TINY_MAX_LENGTH,
         "learning_rate": 3e-3,
         "batch_size": 16,
+        "cuda_batch_size": 16,  # the same steps on a GPU: the tests' expectations hold on either
         "max_epochs": 12,
         "patience": 4,
         "min_per_class": 5,

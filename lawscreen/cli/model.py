@@ -129,7 +129,10 @@ def bootstrap(
     max_length: Annotated[int | None, typer.Option(help="Tokens per post (and positions).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the corpus.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Cap on optimiser steps.")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Peak AdamW learning rate.")] = None,
+    learning_rate: Annotated[
+        float | None,
+        typer.Option(help="Peak AdamW learning rate. Default 1e-3; 3e-5 to continue a full-size BERT."),
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Posts per step.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,

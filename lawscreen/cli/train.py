@@ -6,6 +6,7 @@ commands work on an inference-only install.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -35,7 +36,10 @@ def train_command(
     patience: Annotated[
         int | None, typer.Option(help="Epochs without a better validation F1 before stopping.")
     ] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Peak AdamW learning rate.")] = None,
+    learning_rate: Annotated[
+        float | None,
+        typer.Option(help="Peak AdamW learning rate. Default 1e-3 (small base), 3e-5 (full-size BERT)."),
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Posts per optimiser step on CPU.")] = None,
     loss: Annotated[str | None, typer.Option(help="focal or cross_entropy.")] = None,
     focal_gamma: Annotated[float | None, typer.Option(help="Focal loss γ.")] = None,
@@ -51,13 +55,17 @@ def train_command(
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+    export: Annotated[
+        bool, typer.Option(help="Export model.onnx with its parity check, as the retrain flow does.")
+    ] = True,
     gate: Annotated[
         bool, typer.Option(help="Run the promotion gate after registering: promote if it beats production.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Fine-tune a classifier on the labels, judge it beside the TF-IDF baseline, register a candidate."""
-    from lawscreen.train import TrainConfig, evaluation_scorer, train_and_register  # torch: only here
+    from lawscreen.export import ExportReport, export_model  # torch: only here
+    from lawscreen.train import TrainConfig, evaluation_scorer, train_and_register
 
     migrate.ensure_schema()
     config = build_config(
@@ -81,11 +89,19 @@ def train_command(
             "progress": progress,
         },
     )
-    result = train_and_register(config)
+    exported: list[ExportReport] = []
+
+    def export_hook(model_dir: Path, texts: list[str], labels: list[int]) -> None:
+        exported.append(export_model(model_dir, texts, labels))
+
+    result = train_and_register(config, export=export_hook if export else None)
     snapshot = result.meta.data_snapshot
     counts = ", ".join(f"{part} {c['legal']}+{c['not_legal']}" for part, c in snapshot["counts"].items())
     console.print(f"trained on label revision {snapshot['label_revision']} ({counts}; legal+not legal)")
     print_metrics(result.metrics)
+    for report in exported:
+        for line in report.lines():
+            console.print(line, markup=False, highlight=False)
     console.print(f"candidate [bold]{result.version}[/] registered: {result.model_dir}")
     if gate:
         settings = get_settings()

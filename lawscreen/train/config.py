@@ -17,6 +17,19 @@ from lawscreen.settings import get_settings
 Device = Literal["auto", "cpu", "cuda"]
 LossName = Literal["focal", "cross_entropy"]
 
+# Peak AdamW learning rates when none is given, by the width of the pre-trained weights being
+# trained on. The small bootstrapped model learns best at 1e-3: on the development cross-validation
+# it beat 3e-4 on both bases tried (F1 0.976 against 0.966, 0.984 against 0.983) and 2e-3 diverged
+# (0.950). A full-size BERT (bert-base-chinese is 768 wide) is fine-tuned at 2e-5 to 5e-5, as in the
+# BERT paper; at 1e-3 a bert-base-shaped model collapsed to one class (docs/training.md).
+SMALL_MODEL_LEARNING_RATE = 1e-3
+FULL_SIZE_LEARNING_RATE = 3e-5
+FULL_SIZE_WIDTH = 512
+
+
+def default_learning_rate(hidden_size: int) -> float:
+    return FULL_SIZE_LEARNING_RATE if hidden_size >= FULL_SIZE_WIDTH else SMALL_MODEL_LEARNING_RATE
+
 
 class _Config(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -56,7 +69,8 @@ class BootstrapConfig(_Config):
     # word's other characters can give a masked one away). Spans of up to 3 did worse on the
     # development cross-validation (F1 0.951 against 0.971), so single tokens are the default.
     mask_span: int = Field(default=1, ge=1)
-    learning_rate: float = Field(default=1e-3, gt=0.0)
+    # None: SMALL_MODEL_LEARNING_RATE from scratch; with from_base, default_learning_rate of its width.
+    learning_rate: float | None = Field(default=None, gt=0.0)
     weight_decay: float = Field(default=0.01, ge=0.0)
     warmup_ratio: float = Field(default=0.06, ge=0.0, lt=1.0)
     batch_size: int = Field(default=32, ge=1)
@@ -79,10 +93,7 @@ class TrainConfig(_Config):
 
     base: str = Field(default_factory=lambda: get_settings().base_model)
     max_length: int = Field(default=256, ge=3)  # tokens per post, head and tail kept (lawscreen.encoding)
-    # 1e-3 suits the small bootstrapped model: on the development cross-validation it beat 3e-4
-    # on both bases tried (F1 0.976 against 0.966, 0.984 against 0.983); 2e-3 diverged (0.950).
-    # For bert-base-chinese pass 2e-5 to 5e-5, the usual range for a full-size BERT.
-    learning_rate: float = Field(default=1e-3, gt=0.0)
+    learning_rate: float | None = Field(default=None, gt=0.0)  # None: default_learning_rate of the base
     weight_decay: float = Field(default=0.01, ge=0.0)
     warmup_ratio: float = Field(default=0.1, ge=0.0, lt=1.0)
     grad_clip: float = Field(default=1.0, gt=0.0)

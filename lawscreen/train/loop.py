@@ -19,7 +19,7 @@ from transformers import BertForSequenceClassification
 
 from lawscreen.encoding import SpecialIds, encode
 from lawscreen.metrics import binary_metrics
-from lawscreen.train.config import TrainConfig
+from lawscreen.train.config import TrainConfig, default_learning_rate
 from lawscreen.train.losses import make_loss
 from lawscreen.train.modeling import MASK, Base, legal_probability, load_classifier, predict_logits, to_device
 from lawscreen.train.pretrain import mask_tokens
@@ -62,6 +62,7 @@ class Epoch:
 class FineTuned:
     model: BertForSequenceClassification  # the best epoch's weights, on the training device, eval mode
     device: str
+    learning_rate: float  # the configured one, or the default for the base's width
     best_epoch: int
     steps: int
     seconds: float
@@ -71,6 +72,7 @@ class FineTuned:
     def summary(self) -> dict[str, object]:
         return {
             "device": self.device,
+            "learning_rate": self.learning_rate,
             "best_epoch": self.best_epoch,
             "epochs": len(self.history),
             "steps": self.steps,
@@ -84,6 +86,7 @@ def fine_tune(config: TrainConfig, base: Base, train: Examples, validation: Exam
     device = resolve_device(config.device)
     seed_everything(config.seed, config.threads)
     model = to_device(load_classifier(base, config.dropout), device)
+    learning_rate = config.learning_rate or default_learning_rate(model.config.hidden_size)
     pad_id = SpecialIds.of(base.tokenizer).pad
     train_ids = encode(base.tokenizer, train.texts, config.max_length)
     validation_ids = encode(base.tokenizer, validation.texts, config.max_length)
@@ -95,7 +98,7 @@ def fine_tune(config: TrainConfig, base: Base, train: Examples, validation: Exam
     micro_batch_size = min(config.micro_batch_size or batch_size, batch_size)
     total_steps = min(config.max_steps, config.max_epochs * math.ceil(len(train_ids) / batch_size))
     optimizer, schedule = optimizer_and_schedule(
-        model, config.learning_rate, config.weight_decay, total_steps, config.warmup_ratio
+        model, learning_rate, config.weight_decay, total_steps, config.warmup_ratio
     )
     loss_fn = make_loss(config, train.labels).to(device)
     # Batch order has its own generator: the same seed gives the same batches whatever else draws.
@@ -140,7 +143,7 @@ def fine_tune(config: TrainConfig, base: Base, train: Examples, validation: Exam
                     break
             training_seconds += time.perf_counter() - epoch_started
 
-            logits = predict_logits(model, validation_ids, pad_id, device, config.bf16)
+            logits = predict_logits(model, validation_ids, pad_id, device)
             validation_loss = float(loss_fn(logits.to(device), validation_labels.to(device)))
             f1 = binary_metrics(validation.labels, legal_probability(logits), SELECTION_THRESHOLD).f1
             history.append(Epoch(epoch, steps, epoch_loss / len(batches), validation_loss, f1))
@@ -159,6 +162,7 @@ def fine_tune(config: TrainConfig, base: Base, train: Examples, validation: Exam
     return FineTuned(
         model=model,
         device=str(device),
+        learning_rate=learning_rate,
         best_epoch=best_epoch,
         steps=steps,
         seconds=time.perf_counter() - started,

@@ -39,7 +39,7 @@ from lawscreen.artifacts import LABEL_NAMES, TOKENIZER_FILE, read_meta
 from lawscreen.encoding import CLS, PAD, SEP, SpecialIds, encode, load_tokenizer
 from lawscreen.errors import BaseModelError, ModelArtifactError
 from lawscreen.settings import get_settings
-from lawscreen.train.runtime import autocast, sorted_batches
+from lawscreen.train.runtime import sorted_batches
 
 VOCAB_FILE = "vocab.txt"  # BERT's original tokenizer format, as some checkpoints still ship
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"  # says whether a vocab.txt tokenizer lower-cases
@@ -243,16 +243,19 @@ def predict_logits(
     encoded: Sequence[list[int]],
     pad_id: int,
     device: torch.device,
-    bf16: bool = True,
 ) -> torch.Tensor:
-    """Logits in the order of ``encoded``, computed in length-sorted batches."""
+    """Logits in the order of ``encoded``, computed in length-sorted batches.
+
+    Always in fp32, also on a GPU that trains in bf16: these scores choose the epoch, the threshold
+    and the calibration, and production scores in fp32 (ONNX). bf16 logits keep about three
+    significant digits, too coarse for a threshold between close scores.
+    """
     was_training = model.training
     model.train(False)  # evaluation mode: no dropout
     logits = torch.empty((len(encoded), len(LABEL_NAMES)))
     for batch in sorted_batches(encoded, SCORING_BATCH, pad_id):
         on_device = batch.to(device)
-        with autocast(device, bf16):
-            output = model(input_ids=on_device.input_ids, attention_mask=on_device.attention_mask).logits
+        output = model(input_ids=on_device.input_ids, attention_mask=on_device.attention_mask).logits
         logits[batch.index] = output.float().cpu()
     model.train(was_training)
     return logits

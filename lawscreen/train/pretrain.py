@@ -20,7 +20,7 @@ from transformers import BertConfig, BertForMaskedLM
 
 from lawscreen.artifacts import TOKENIZER_FILE
 from lawscreen.encoding import SpecialIds, encode
-from lawscreen.train.config import BootstrapConfig
+from lawscreen.train.config import SMALL_MODEL_LEARNING_RATE, BootstrapConfig, default_learning_rate
 from lawscreen.train.modeling import MASK, SPECIAL_TOKENS, UNK, bert_tokenizer, quiet_transformers, to_device
 from lawscreen.train.runtime import (
     Batch,
@@ -69,6 +69,7 @@ class Pretrained:
     posts: int
     epochs: int
     steps: int
+    learning_rate: float  # the configured one, or the default (by width when continuing a base)
     seconds: float
     first_loss: float  # mean MLM loss of the first and the last epoch: did it learn?
     last_loss: float
@@ -78,6 +79,7 @@ class Pretrained:
             "posts": self.posts,
             "epochs": self.epochs,
             "steps": self.steps,
+            "learning_rate": self.learning_rate,
             "seconds": round(self.seconds, 1),
             "first_epoch_loss": round(self.first_loss, 4),
             "last_epoch_loss": round(self.last_loss, 4),
@@ -97,8 +99,11 @@ def pretrain(
     max_length = min(config.max_length, model.config.max_position_embeddings)
     encoded = encode(tokenizer, texts, max_length)
     total_steps = min(config.max_steps, config.epochs * math.ceil(len(encoded) / config.batch_size))
+    learning_rate = config.learning_rate or (
+        default_learning_rate(model.config.hidden_size) if config.from_base else SMALL_MODEL_LEARNING_RATE
+    )
     optimizer, schedule = optimizer_and_schedule(
-        model, config.learning_rate, config.weight_decay, total_steps, config.warmup_ratio
+        model, learning_rate, config.weight_decay, total_steps, config.warmup_ratio
     )
     generator = torch.Generator().manual_seed(config.seed)
     vocab_size = model.config.vocab_size
@@ -141,6 +146,7 @@ def pretrain(
         posts=len(encoded),
         epochs=len(epoch_losses),
         steps=steps,
+        learning_rate=learning_rate,
         seconds=time.perf_counter() - started,
         first_loss=epoch_losses[0],
         last_loss=epoch_losses[-1],
