@@ -64,8 +64,8 @@ def train_command(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Fine-tune a classifier on the labels, judge it beside the TF-IDF baseline, register a candidate."""
-    from lawscreen.export import ExportReport, export_model  # torch: only here
-    from lawscreen.train import TrainConfig, evaluation_scorer, train_and_register
+    from lawscreen.export import ExportReport, export_model
+    from lawscreen.train import TrainConfig, evaluation_scorer, train_and_register  # torch: only here
 
     migrate.ensure_schema()
     config = build_config(
