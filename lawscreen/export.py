@@ -9,12 +9,14 @@ in ``meta.json``'s ``export``:
    graph pattern onnxruntime's BERT fusions recognize; SDPA attention or the dynamo exporter give
    a graph whose attention is left unfused (tests/test_export.py shows it).
 2. **Optimize** with onnxruntime's transformer optimizer (``model_type="bert"``) and count the fused
-   operators against what the architecture should give: one Attention and one Gelu per layer, two
-   SkipLayerNormalization per layer, one EmbedLayerNormalization. A shortfall is reported
-   (``fusion.complete = false`` and a warning), not refused: the parity check below runs on the
-   graph actually written, so an unfused graph is still correct, only slower; refusing would stop
-   training from shipping a model over a speed regression. Then the last layer is cut down to the
-   [CLS] row the classifier reads (``lawscreen.graph_surgery``; ``fusion.cls_only_last_layer``).
+   operators against what the architecture should give: one Attention and one Gelu per layer,
+   two LayerNormalization per layer (their residual and bias Adds left unfused: ONNX Runtime's
+   SkipLayerNormalization kernel is slower than the three ops), one EmbedLayerNormalization.
+   A shortfall is reported (``fusion.complete = false`` and a warning), not refused: the parity
+   check below runs on the graph actually written, so an unfused graph is still correct, only
+   slower; refusing would stop training from shipping a model over a speed regression. Then the
+   last layer is cut down to the [CLS] row the classifier reads (``lawscreen.graph_surgery``;
+   ``fusion.cls_only_last_layer``).
 3. **Parity** against PyTorch on the evaluation texts, through the runtime's own batching (sorted,
    padded to 8, under the token budget): max |Δlogit| ≤ 1e-4, identical labels at the model's
    threshold, and batch invariance (each post scored alone and padded inside one batch with all
@@ -340,7 +342,7 @@ def _torch_export(model: Any, path: Path) -> None:
 def expected_fusions(layers: int) -> dict[str, int]:
     return {
         "Attention": layers,
-        "SkipLayerNormalization": 2 * layers,
+        "LayerNormalization": 2 * layers,
         "EmbedLayerNormalization": 1,
         "Gelu": layers,
     }
@@ -349,7 +351,7 @@ def expected_fusions(layers: int) -> dict[str, int]:
 # The optimizer's statistics names, grouped into the kinds we check.
 _FUSED_KINDS = {
     "Attention": ("Attention", "MultiHeadAttention"),
-    "SkipLayerNormalization": ("SkipLayerNormalization",),
+    "LayerNormalization": ("LayerNormalization", "SkipLayerNormalization"),
     "EmbedLayerNormalization": ("EmbedLayerNormalization",),
     "Gelu": ("Gelu", "BiasGelu", "FastGelu", "GemmFastGelu"),
 }
@@ -369,9 +371,20 @@ def optimize(raw: Path, output: Path, *, num_heads: int, hidden_size: int, layer
     so the file runs on any CPU; the runtime session applies ORT's own optimizations at load.
     """
     from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
 
+    options = FusionOptions("bert")
+    # Residual and bias Adds stay beside LayerNormalization: SkipLayerNormalization is the slower
+    # kernel (lawscreen.inference.classifier.DISABLED_OPTIMIZERS says by how much; the session keeps ORT
+    # from re-fusing them at load).
+    options.enable_skip_layer_norm = False
     model = optimizer.optimize_model(
-        str(raw), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0
+        str(raw),
+        model_type="bert",
+        num_heads=num_heads,
+        hidden_size=hidden_size,
+        opt_level=0,
+        optimization_options=options,
     )
     report = fusion_report(model.get_fused_operator_statistics(), layers)
     cls_only = keep_cls_only_in_last_layer(model)
@@ -495,7 +508,7 @@ def quantize(fp32: Path, output: Path) -> None:
             per_channel=True,
             reduce_range=True,
             weight_type=QuantType.QInt8,
-            # Fused contrib ops (Attention, SkipLayerNormalization) have no ONNX shape inference:
+            # Fused contrib ops (Attention, BiasGelu) have no ONNX shape inference:
             # their outputs are float tensors.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )

@@ -3,10 +3,13 @@
 The classifier reads the last layer at position 0 (BERT's pooler gathers the [CLS] row), and
 after the last self-attention nothing mixes positions: the output projection, the residual
 additions, the layer norms and the feed-forward network are all computed row by row. So those
-ops are needed for the [CLS] row alone. The rewrite slices the last Attention's output and its
-residual input to position 0, and everything up to the pooler then works on one row per post
-instead of the post's length: about 9/12 of one layer's matrix multiplies (output projection and
-FFN; the attention still needs every position's keys and values), 1/16 of bert-base's encoder.
+ops are needed for the [CLS] row alone, and so is the last attention's query: the other
+positions' queries only produce rows nobody reads. The rewrite slices the last layer's residual
+input to position 0; the last Attention becomes key and value projections of every position, a
+query projection of the [CLS] row and a MultiHeadAttention of that one query (or, for an Attention
+of another form, its output is sliced instead). Everything up to the pooler then works on one row
+per post instead of the post's length: 10/12 of one layer's matrix multiplies (query and output
+projections, FFN) and L − 1 of its L rows of attention scores, 1/14 of bert-base's encoder.
 
 The function computed is unchanged, up to float summation order; export's parity check against
 PyTorch runs on the rewritten graph, so a graph where the rewrite would be wrong cannot ship.
@@ -23,6 +26,8 @@ from onnxruntime.transformers.onnx_model import OnnxModel
 
 ATTENTION_OPS = ("Attention", "MultiHeadAttention")
 _SLICE_BOUNDS = {"starts": 0, "ends": 1, "axes": 1}  # rows [0, 1) of axis 1: the [CLS] position
+# Attention attributes MultiHeadAttention has too, with the same meaning.
+_ATTENTION_ATTRIBUTES_KEPT = {"num_heads", "mask_filter_value", "scale"}
 
 
 def keep_cls_only_in_last_layer(model: OnnxModel) -> bool:
@@ -60,14 +65,68 @@ def keep_cls_only_in_last_layer(model: OnnxModel) -> bool:
         for position, name in enumerate(node.input):
             if name in renamed:
                 node.input[position] = renamed[name]
+    cls_query = _cls_query_attention(model, attention, renamed[hidden], renamed[attended])
+    if cls_query is not None:  # the attention itself computes [CLS] only: no slice of its output
+        nodes[at : at + 1] = []
+        slices = [slices[0], *cls_query]
     # The tail's tensors are now one row long: drop any shape recorded for the longer ones.
     tail_outputs = {output for node in tail for output in node.output}
     kept = [info for info in graph.value_info if info.name not in tail_outputs]
     del graph.value_info[:]
     graph.value_info.extend(kept)
     del graph.node[:]
-    graph.node.extend([*nodes[: at + 1], *slices, *nodes[at + 1 :]])
+    attention_end = at if cls_query is not None else at + 1
+    graph.node.extend([*nodes[:attention_end], *slices, *nodes[attention_end:]])
     return True
+
+
+def _cls_query_attention(
+    model: OnnxModel, attention: onnx.NodeProto, hidden_cls: str, output: str
+) -> list[onnx.NodeProto] | None:
+    """The last fused Attention as nodes that compute the [CLS] query alone, writing ``output``.
+
+    Keys and values still come from every position (two MatMuls on the layer's input), the query
+    from the [CLS] row only (a MatMul on ``hidden_cls``), and MultiHeadAttention combines them
+    with the same bias, mask and heads: the other L - 1 queries and their rows of attention
+    scores are never computed. None, and nothing changed, unless ``attention`` is the plain
+    packed form the BERT fusion writes (input, [D, 3D] weights, bias, mask; no past, no
+    unidirectional or uneven Q/K/V sizes).
+    """
+    if attention.op_type != "Attention" or len(attention.input) != 4 or len(attention.output) != 1:
+        return None
+    attributes = {attribute.name for attribute in attention.attribute}
+    if not attributes <= _ATTENTION_ATTRIBUTES_KEPT or "num_heads" not in attributes:
+        return None
+    hidden, weights_name, bias, mask = attention.input
+    weights = model.get_initializer(weights_name)
+    if weights is None or not bias or not mask:
+        return None
+    packed = numpy_helper.to_array(weights)
+    if packed.ndim != 2 or packed.shape[1] != 3 * packed.shape[0]:
+        return None
+    graph = model.graph()
+    parts = dict(zip(("query", "key", "value"), np.split(packed, 3, axis=1), strict=True))
+    for part, matrix in parts.items():
+        graph.initializer.append(
+            numpy_helper.from_array(np.ascontiguousarray(matrix), f"{weights_name}/{part}")
+        )
+    if sum(weights_name in node.input for node in graph.node) == 1:  # this attention's alone
+        graph.initializer.remove(weights)
+    projections = [
+        onnx.helper.make_node(
+            "MatMul", [source, f"{weights_name}/{part}"], [f"{output}/{part}"], name=f"ClsOnly_{part}"
+        )
+        for part, source in (("query", hidden_cls), ("key", hidden), ("value", hidden))
+    ]
+    combine = onnx.helper.make_node(
+        "MultiHeadAttention",
+        [f"{output}/query", f"{output}/key", f"{output}/value", bias, mask],
+        [output],
+        name="ClsOnly_attention",
+        domain="com.microsoft",
+    )
+    combine.attribute.extend(attention.attribute)
+    return [*projections, combine]
 
 
 def _is_cls_gather(model: OnnxModel, node: onnx.NodeProto) -> bool:

@@ -52,7 +52,9 @@ from tests.train_fixtures import import_posts, make_tiny_base, separable_posts, 
 
 CHAT = 1  # on the telegram fixture's allow-list
 # A first model that has barely started learning: easy for the next one to beat.
-WEAK = {"max_epochs": 1, "learning_rate": 1e-4}
+# One short epoch, and a threshold for precision 0.5: a model that flags generously, so the first
+# hourly run has alerts to press, and that a properly trained candidate beats.
+WEAK = {"max_epochs": 1, "learning_rate": 1e-4, "target_precision": 0.5}
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -25,6 +25,7 @@ from lawscreen.export import (
 )
 from lawscreen.inference import Classifier
 from lawscreen.inference.batching import make_batch
+from lawscreen.inference.classifier import open_session, session_options
 from tests.model_fixtures import build_model_dir, copy_model, shared_model, synthetic_posts
 
 
@@ -51,7 +52,7 @@ def test_export_records_parity_and_fusions_within_bounds(exported: Path) -> None
     assert record["fusion"]["cls_only_last_layer"]
     assert record["fusion"]["counts"] == {
         "Attention": 2,
-        "SkipLayerNormalization": 4,
+        "LayerNormalization": 4,
         "EmbedLayerNormalization": 1,
         "Gelu": 2,
     }
@@ -64,7 +65,19 @@ def test_the_graph_has_dynamic_batch_and_sequence_axes(exported: Path) -> None:
         dims = graph_input.type.tensor_type.shape.dim
         assert [dim.dim_param for dim in dims] == ["batch", "sequence"], graph_input.name
     fused = {node.op_type for node in graph.node}
-    assert {"Attention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu"} <= fused
+    assert {"Attention", "LayerNormalization", "EmbedLayerNormalization", "BiasGelu"} <= fused
+    assert "SkipLayerNormalization" not in fused
+
+
+def test_the_runtime_session_keeps_layer_norms_unfused(exported: Path, tmp_path: Path) -> None:
+    """ONNX Runtime would merge the residual Adds and LayerNormalization back into its slower
+    SkipLayerNormalization at load; the graph it actually runs must not have one."""
+    options = session_options(threads=1)
+    options.optimized_model_filepath = str(tmp_path / "as_run.onnx")
+    open_session(exported / ONNX_FILE, options)
+    as_run = [node.op_type for node in onnx.load(tmp_path / "as_run.onnx").graph.node]
+    assert as_run.count("LayerNormalization") == 4
+    assert "SkipLayerNormalization" not in as_run
 
 
 def test_a_post_scores_the_same_alone_and_padded_in_a_batch(exported: Path) -> None:
@@ -135,12 +148,12 @@ def test_an_sdpa_export_is_reported_unfused_but_still_correct(
 
 
 def test_fusion_report_counts_each_kind_against_the_architecture() -> None:
-    stats = {"Attention": 12, "BiasGelu": 12, "SkipLayerNormalization": 24, "EmbedLayerNormalization": 1}
+    stats = {"Attention": 12, "BiasGelu": 12, "LayerNormalization": 24, "EmbedLayerNormalization": 1}
     assert fusion_report(stats, layers=12).complete
-    partial_stats = {"MultiHeadAttention": 12, "FastGelu": 12, "SkipLayerNormalization": 20}
+    partial_stats = {"MultiHeadAttention": 12, "FastGelu": 12, "LayerNormalization": 20}
     partial = fusion_report(partial_stats, layers=12)
     assert partial.counts["Attention"] == 12
-    assert partial.missing == {"SkipLayerNormalization": 4, "EmbedLayerNormalization": 1}
+    assert partial.missing == {"LayerNormalization": 4, "EmbedLayerNormalization": 1}
 
 
 def test_int8_decision_rule() -> None:

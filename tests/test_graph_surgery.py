@@ -51,17 +51,52 @@ def test_the_rewritten_graph_gives_the_full_graphs_logits_on_padded_batches(
     rewritten.CopyFrom(fused)
     assert keep_cls_only_in_last_layer(OnnxModel(rewritten))
 
-    nodes = [node.op_type for node in rewritten.graph.node]
-    last_attention = max(i for i, op in enumerate(nodes) if op == "Attention")
-    assert nodes[last_attention + 1 : last_attention + 3] == ["Slice", "Slice"]
+    # The last layer's attention computes the [CLS] query alone: a MatMul of the sliced row.
+    ops = [node.op_type for node in rewritten.graph.node]
+    assert ops.count("Attention") == [node.op_type for node in fused.graph.node].count("Attention") - 1
+    assert ops.count("MultiHeadAttention") == 1
+    producers = {output: node for node in rewritten.graph.node for output in node.output}
+    combine = next(node for node in rewritten.graph.node if node.op_type == "MultiHeadAttention")
+    query = producers[combine.input[0]]
+    assert query.op_type == "MatMul"
+    assert producers[query.input[0]].op_type == "Slice"
+    # The packed Q/K/V weights are replaced by the three parts (plus the slice bounds), not kept dead.
+    assert len(rewritten.graph.initializer) == len(fused.graph.initializer) - 1 + 3 + 3
 
+    _assert_same_logits(fused, rewritten, tmp_path_factory)
+
+
+def test_an_attention_of_another_form_gets_its_output_sliced_instead(
+    graphs: tuple[Path, onnx.ModelProto], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """An attribute the query-only form does not carry over (here unidirectional=0, which changes
+    nothing) keeps the last Attention whole; its output and residual are sliced to [CLS]."""
+    _, fused = graphs
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(fused)
+    last = [node for node in rewritten.graph.node if node.op_type == "Attention"][-1]
+    last.attribute.append(onnx.helper.make_attribute("unidirectional", 0))
+    reference = onnx.ModelProto()
+    reference.CopyFrom(rewritten)
+    assert keep_cls_only_in_last_layer(OnnxModel(rewritten))
+
+    ops = [node.op_type for node in rewritten.graph.node]
+    last_attention = max(i for i, op in enumerate(ops) if op == "Attention")
+    assert ops[last_attention + 1 : last_attention + 3] == ["Slice", "Slice"]
+    assert "MultiHeadAttention" not in ops
+    _assert_same_logits(reference, rewritten, tmp_path_factory)
+
+
+def _assert_same_logits(
+    full_graph: onnx.ModelProto, rewritten: onnx.ModelProto, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     classifier = Classifier.load(shared_model(tmp_path_factory))
     texts, _ = synthetic_posts(40, seed=3)
     ids = classifier.encode(texts)
     pad = SpecialIds.of(classifier.tokenizer).pad
     # One batch padding short posts a lot, then each post alone: both must match the full graph.
     batch = make_batch(ids, np.arange(len(ids)), pad_id=pad)
-    full = _logits(fused, batch.input_ids, batch.attention_mask)
+    full = _logits(full_graph, batch.input_ids, batch.attention_mask)
     cut = _logits(rewritten, batch.input_ids, batch.attention_mask)
     assert full.shape == cut.shape == (40, 2)
     assert np.max(np.abs(full - cut)) <= 1e-5

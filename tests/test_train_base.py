@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from lawscreen.errors import BaseModelError
 from lawscreen.settings import get_settings
 from lawscreen.train.modeling import load_base, load_classifier, load_masked_lm
+from tests.conftest import REPO_ROOT, SAMPLE_POSTS
 from tests.train_fixtures import make_tiny_base, separable_posts
 
 TEXTS = [text for text, _ in separable_posts(per_class=20)]
@@ -135,3 +138,28 @@ def test_a_corrupt_config_or_tokenizer_is_a_clear_error(base: Path) -> None:
     (base / "config.json").write_text("{not json")
     with pytest.raises(BaseModelError, match=r"config\.json"):
         load_base(str(base), 64)
+
+
+def test_the_same_posts_give_the_same_tokenizer_in_every_process() -> None:
+    """tokenizers numbers word-piece continuations in hash-map order, which changes per process
+    (huggingface/tokenizers#1794); on the sample posts four unfixed runs gave four vocabularies."""
+    script = (
+        "import json, sys\n"
+        "from lawscreen.train.pretrain import train_tokenizer\n"
+        "texts = [json.loads(line)['text'] for line in open(sys.argv[1], encoding='utf-8')]\n"
+        "print(train_tokenizer(texts, vocab_size=8000, min_frequency=1).to_str())\n"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script, str(SAMPLE_POSTS)],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+    vocabulary = json.loads(runs[0])["model"]["vocab"]
+    assert "##s" in vocabulary
+    assert "法" in vocabulary

@@ -33,20 +33,42 @@ from lawscreen.train.runtime import (
 
 # BERT's recipe for the selected tokens: 80 % become [MASK], 10 % a random token, 10 % stay.
 MASK_SHARE, RANDOM_SHARE = 0.8, 0.1
+CONTINUATION_PREFIX = "##"  # WordPiece's mark of a piece that continues a word
 GRAD_CLIP = 1.0
 IGNORE = -100  # target of the tokens that are not predicted
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int, min_frequency: int) -> Tokenizer:
+    """A WordPiece vocabulary of ``texts``; the same texts give the same vocabulary in every process.
+
+    The trainer numbers the word-piece continuations ("##c") as it meets them in a hash map, whose
+    order changes from one process to the next, and those numbers break ties between equally
+    frequent merges: two bootstraps on the same posts got different vocabularies, and so different
+    models (huggingface/tokenizers#1794). Handing it every continuation first, sorted, as reserved
+    tokens fixes the numbering. They are the tokens it would have added anyway; the rebuilt
+    tokenizer keeps them as ordinary vocabulary entries.
+    """
     tokenizer = bert_tokenizer(models.WordPiece(unk_token=UNK), lowercase=True)
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=[*SPECIAL_TOKENS, *continuation_pieces(tokenizer, texts)],
         show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer, length=len(texts))
     return bert_tokenizer(tokenizer.model, lowercase=True)
+
+
+def continuation_pieces(tokenizer: Tokenizer, texts: Sequence[str]) -> list[str]:
+    """ "##c" for every character c that follows another one inside a pre-tokenized word, sorted."""
+    normalizer, pre_tokenizer = tokenizer.normalizer, tokenizer.pre_tokenizer
+    assert normalizer is not None
+    assert pre_tokenizer is not None
+    followers: set[str] = set()
+    for text in texts:
+        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)):
+            followers.update(word[1:])
+    return [CONTINUATION_PREFIX + char for char in sorted(followers)]
 
 
 def new_masked_lm(config: BootstrapConfig, vocab_size: int) -> BertForMaskedLM:
