@@ -66,17 +66,17 @@ def keep_cls_only_in_last_layer(model: OnnxModel) -> bool:
             if name in renamed:
                 node.input[position] = renamed[name]
     cls_query = _cls_query_attention(model, attention, renamed[hidden], renamed[attended])
-    if cls_query is not None:  # the attention itself computes [CLS] only: no slice of its output
-        nodes[at : at + 1] = []
-        slices = [slices[0], *cls_query]
+    if cls_query is None:  # the attention computes every position: slice its output too
+        rewritten = [*nodes[: at + 1], *slices, *nodes[at + 1 :]]
+    else:  # the attention itself computes [CLS] only, in place of the Attention node
+        rewritten = [*nodes[:at], slices[0], *cls_query, *nodes[at + 1 :]]
     # The tail's tensors are now one row long: drop any shape recorded for the longer ones.
     tail_outputs = {output for node in tail for output in node.output}
     kept = [info for info in graph.value_info if info.name not in tail_outputs]
     del graph.value_info[:]
     graph.value_info.extend(kept)
     del graph.node[:]
-    attention_end = at if cls_query is not None else at + 1
-    graph.node.extend([*nodes[:attention_end], *slices, *nodes[attention_end:]])
+    graph.node.extend(rewritten)
     return True
 
 

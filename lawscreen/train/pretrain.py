@@ -33,7 +33,6 @@ from lawscreen.train.runtime import (
 
 # BERT's recipe for the selected tokens: 80 % become [MASK], 10 % a random token, 10 % stay.
 MASK_SHARE, RANDOM_SHARE = 0.8, 0.1
-CONTINUATION_PREFIX = "##"  # WordPiece's mark of a piece that continues a word
 GRAD_CLIP = 1.0
 IGNORE = -100  # target of the tokens that are not predicted
 
@@ -60,7 +59,8 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int, min_frequency: int) -
 
 
 def continuation_pieces(tokenizer: Tokenizer, texts: Sequence[str]) -> list[str]:
-    """ "##c" for every character c that follows another one inside a pre-tokenized word, sorted."""
+    """ "##c" for every character c that follows another one inside a pre-tokenized word, sorted
+    (the prefix is the WordPiece model's own)."""
     normalizer, pre_tokenizer = tokenizer.normalizer, tokenizer.pre_tokenizer
     assert normalizer is not None
     assert pre_tokenizer is not None
@@ -68,7 +68,8 @@ def continuation_pieces(tokenizer: Tokenizer, texts: Sequence[str]) -> list[str]
     for text in texts:
         for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)):
             followers.update(word[1:])
-    return [CONTINUATION_PREFIX + char for char in sorted(followers)]
+    prefix = tokenizer.model.continuing_subword_prefix
+    return [prefix + char for char in sorted(followers)]
 
 
 def new_masked_lm(config: BootstrapConfig, vocab_size: int) -> BertForMaskedLM:
