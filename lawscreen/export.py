@@ -14,9 +14,10 @@ in ``meta.json``'s ``export``:
    SkipLayerNormalization kernel is slower than the three ops), one EmbedLayerNormalization.
    A shortfall is reported (``fusion.complete = false`` and a warning), not refused: the parity
    check below runs on the graph actually written, so an unfused graph is still correct, only
-   slower; refusing would stop training from shipping a model over a speed regression. Then the
-   last layer is cut down to the [CLS] row the classifier reads (``lawscreen.graph_surgery``;
-   ``fusion.cls_only_last_layer``).
+   slower; refusing would stop training from shipping a model over a speed regression. Then two
+   exact rewrites (``lawscreen.graph_surgery``): the last layer is cut down to the [CLS] row the
+   classifier reads (``fusion.cls_only_last_layer``), and the row-wise ops between attentions
+   skip the padding rows (``fusion.padding_rows_dropped``).
 3. **Parity** against PyTorch on the evaluation texts, through the runtime's own batching (sorted,
    padded to 8, under the token budget): max |Δlogit| ≤ 1e-4, identical labels at the model's
    threshold, and batch invariance (each post scored alone and padded inside one batch with all
@@ -46,7 +47,7 @@ from numpy.typing import ArrayLike, NDArray
 from lawscreen.artifacts import ONNX_FILE, ONNX_INT8_FILE, TOKENIZER_FILE, ModelMeta, read_meta, write_meta
 from lawscreen.encoding import SpecialIds, load_tokenizer
 from lawscreen.errors import ExportParityError, ModelArtifactError
-from lawscreen.graph_surgery import keep_cls_only_in_last_layer
+from lawscreen.graph_surgery import drop_padding_rows, keep_cls_only_in_last_layer
 from lawscreen.inference import Classifier, probabilities
 from lawscreen.metrics import binary_metrics
 
@@ -70,7 +71,9 @@ class FusionReport:
     counts: dict[str, int]  # fused operators found, by kind
     expected: dict[str, int]  # what a fully fused graph of this architecture has
     missing: dict[str, int]  # kind -> how many short of expected
-    cls_only_last_layer: bool = False  # lawscreen.graph_surgery applied
+    # lawscreen.graph_surgery's rewrites, applied or not
+    cls_only_last_layer: bool = False
+    padding_rows_dropped: bool = False
 
     @property
     def complete(self) -> bool:
@@ -388,8 +391,9 @@ def optimize(raw: Path, output: Path, *, num_heads: int, hidden_size: int, layer
     )
     report = fusion_report(model.get_fused_operator_statistics(), layers)
     cls_only = keep_cls_only_in_last_layer(model)
+    unpadded = drop_padding_rows(model)
     model.save_model_to_file(str(output))
-    return replace(report, cls_only_last_layer=cls_only)
+    return replace(report, cls_only_last_layer=cls_only, padding_rows_dropped=unpadded)
 
 
 def torch_logits(model: Any, ids: Sequence[Sequence[int]], pad_id: int) -> NDArray[np.float32]:

@@ -1,23 +1,37 @@
-"""One exact rewrite of a fused BERT classifier graph: the last layer runs for [CLS] only.
+"""Two exact rewrites of a fused BERT classifier graph: no work for rows nobody needs.
 
-The classifier reads the last layer at position 0 (BERT's pooler gathers the [CLS] row), and
-after the last self-attention nothing mixes positions: the output projection, the residual
-additions, the layer norms and the feed-forward network are all computed row by row. So those
-ops are needed for the [CLS] row alone, and so is the last attention's query: the other
-positions' queries only produce rows nobody reads. The rewrite slices the last layer's residual
-input to position 0; the last Attention becomes key and value projections of every position, a
-query projection of the [CLS] row and a MultiHeadAttention of that one query (or, for an Attention
-of another form, its output is sliced instead). Everything up to the pooler then works on one row
-per post instead of the post's length: 10/12 of one layer's matrix multiplies (query and output
-projections, FFN) and L − 1 of its L rows of attention scores, 1/14 of bert-base's encoder.
+**The last layer runs for [CLS] only** (``keep_cls_only_in_last_layer``). The classifier reads the
+last layer at position 0 (BERT's pooler gathers the [CLS] row), and after the last self-attention
+nothing mixes positions: the output projection, the residual additions, the layer norms and the
+feed-forward network are all computed row by row. So those ops are needed for the [CLS] row alone,
+and so is the last attention's query: the other positions' queries only produce rows nobody
+reads. The rewrite slices the last layer's residual input to position 0; the last Attention
+becomes key and value projections of every position, a query projection of the [CLS] row and a
+MultiHeadAttention of that one query (or, for an Attention of another form, its output is sliced
+instead). Everything up to the pooler then works on one row per post instead of the post's
+length: 10/12 of one layer's matrix multiplies (query and output projections, FFN) and L − 1 of
+its L rows of attention scores, 1/14 of bert-base's encoder.
+
+**Padding rows skip the row-wise ops** (``drop_padding_rows``). Only self-attention needs the
+padded (batch, length, hidden) layout, and it masks the padding keys out. Everything between two
+attentions is row-wise, so it runs on the real tokens alone, packed into (tokens, hidden): each
+attention's output is gathered down to the rows whose ``attention_mask`` is 1, and each input an
+attention (or any op not known to be row-wise) reads is gathered back up to the padded layout.
+The rows the padding gets back are copies of real rows (each padding position takes the row
+before it): any finite values do, since masked keys get zero weight and padding queries are never
+read. A batch padded to a multiple of 8 then spends its padding only inside the attentions.
 
 The function computed is unchanged, up to float summation order; export's parity check against
-PyTorch runs on the rewritten graph, so a graph where the rewrite would be wrong cannot ship.
-A graph that does not have the expected shape (fused Attention ops, one position-0 Gather on
-axis 1 after them, the residual input used only inside the last layer) is left as it is.
+PyTorch (with its batch-invariance check on heavily padded batches) runs on the rewritten graph,
+so a graph where a rewrite would be wrong cannot ship. A graph that does not have the expected
+shape is left as it is: for the first, fused Attention ops, one position-0 Gather on axis 1 after
+them, the residual input used only inside the last layer; for the second, an ``attention_mask``
+graph input and fused Attention ops.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 import numpy as np
 import onnx
@@ -136,3 +150,111 @@ def _is_cls_gather(model: OnnxModel, node: onnx.NodeProto) -> bool:
     axis = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
     index = model.get_constant_value(node.input[1])
     return axis == 1 and index is not None and index.ndim == 0 and int(index) == 0
+
+
+# Ops computed row by row on their last axis, when their other inputs are weights: they accept
+# packed (tokens, hidden) rows in place of (batch, length, hidden) and give the same rows.
+_ROW_WISE_OPS = frozenset(
+    {"MatMul", "Add", "Sub", "Mul", "Div", "LayerNormalization", "SkipLayerNormalization"}
+    | {"BiasGelu", "Gelu", "FastGelu", "Relu", "Tanh", "Erf"}
+)
+_MASK_INPUT = "attention_mask"
+_PACKED_ROWS, _PADDED_SOURCE_ROWS = "real_token_rows", "padded_position_source_rows"
+
+
+def drop_padding_rows(model: OnnxModel) -> bool:
+    """Rewrite ``model`` in place as the module docstring says; return whether it was rewritten."""
+    graph = model.graph()
+    if _MASK_INPUT not in {value.name for value in graph.input}:
+        return False
+    nodes = [_copy(node) for node in graph.node]  # the graph is untouched until the end
+    attentions = [node for node in nodes if node.op_type == "Attention"]
+    if not attentions:
+        return False
+    padded_inputs = {node.input[0] for node in attentions}  # (batch, length, hidden) tensors
+    packed: set[str] = set()  # tensors computed on packed rows
+    packed_copy: dict[str, str] = {}  # padded tensor -> its packed rows
+    padded_copy: dict[str, str] = {}  # packed tensor -> its rows in the padded layout
+    rewritten = _row_index_nodes()
+
+    def packed_name(name: str) -> str:
+        if name not in packed_copy:
+            flat, rows = f"{name}/flat", f"{name}/packed"
+            rewritten.append(onnx.helper.make_node("Flatten", [name], [flat], axis=2))
+            rewritten.append(onnx.helper.make_node("Gather", [flat, _PACKED_ROWS], [rows], axis=0))
+            packed_copy[name] = rows
+        return packed_copy[name]
+
+    def padded_name(name: str) -> str:
+        if name not in padded_copy:
+            padded = f"{name}/padded"
+            rewritten.append(onnx.helper.make_node("Gather", [name, _PADDED_SOURCE_ROWS], [padded], axis=0))
+            padded_copy[name] = padded
+        return padded_copy[name]
+
+    for node in nodes:
+        rows = packed | packed_copy.keys() | padded_inputs
+        if node.op_type != "Attention" and _is_row_wise(model, node, rows):
+            for position, name in enumerate(node.input):
+                if name not in packed and (name in packed_copy or name in padded_inputs):
+                    node.input[position] = packed_name(name)
+            packed.update(node.output)
+        else:
+            for position, name in enumerate(node.input):
+                if name in packed:
+                    node.input[position] = padded_name(name)
+        rewritten.append(node)
+        if node.op_type == "Attention":
+            packed_name(node.output[0])
+    if packed & {value.name for value in graph.output}:
+        return False  # a graph output must keep its layout: not a graph this rewrite knows
+    for name, value in (("flat_shape", [-1]), ("one", [1]), ("first_axis", 0)):
+        graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=np.int64), f"unpad_{name}"))
+    kept = [info for info in graph.value_info if info.name not in packed]  # their shapes changed
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    del graph.node[:]
+    graph.node.extend(rewritten)
+    return True
+
+
+def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
+    copied = onnx.NodeProto()
+    copied.CopyFrom(node)
+    return copied
+
+
+def _row_index_nodes() -> list[onnx.NodeProto]:
+    """Per batch, from the mask: the flat positions of real tokens, and for every position the
+    packed row it reads back (its own, or for padding the real row before it)."""
+    make = onnx.helper.make_node
+    return [
+        make("Reshape", [_MASK_INPUT, "unpad_flat_shape"], ["unpad_mask_flat"]),
+        make("NonZero", ["unpad_mask_flat"], ["unpad_real_positions"]),
+        make("Reshape", ["unpad_real_positions", "unpad_flat_shape"], [_PACKED_ROWS]),
+        make("CumSum", ["unpad_mask_flat", "unpad_first_axis"], ["unpad_real_so_far"]),
+        make("Sub", ["unpad_real_so_far", "unpad_one"], ["unpad_source_flat"]),
+        make("Shape", [_MASK_INPUT], ["unpad_mask_shape"]),
+        make("Reshape", ["unpad_source_flat", "unpad_mask_shape"], [_PADDED_SOURCE_ROWS]),
+    ]
+
+
+def _is_row_wise(model: OnnxModel, node: onnx.NodeProto, rows: Collection[str]) -> bool:
+    """Whether ``node`` can run on packed rows: a row-wise op reading at least one of the tensors
+    ``rows`` (packed, or that can be packed) and otherwise only weights along the last axis (a
+    matrix for MatMul's second input, else a vector)."""
+    if node.op_type not in _ROW_WISE_OPS or node.domain not in ("", "com.microsoft"):
+        return False
+    if not any(name in rows for name in node.input):
+        return False
+    axis = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), -1)
+    if node.op_type == "LayerNormalization" and axis != -1:
+        return False
+    for position, name in enumerate(node.input):
+        if not name or name in rows:
+            continue
+        weight = model.get_initializer(name)
+        most_dims = 2 if node.op_type == "MatMul" and position == 1 else 1
+        if weight is None or len(weight.dims) > most_dims:
+            return False
+    return node.op_type != "MatMul" or node.input[0] in rows

@@ -50,6 +50,7 @@ def test_export_records_parity_and_fusions_within_bounds(exported: Path) -> None
     assert parity["batch_invariance_max_diff"] <= MAX_LOGIT_DIFF
     assert record["fusion"]["complete"]
     assert record["fusion"]["cls_only_last_layer"]
+    assert record["fusion"]["padding_rows_dropped"]
     assert record["fusion"]["counts"] == {
         "Attention": 2,
         "LayerNormalization": 4,
@@ -141,6 +142,7 @@ def test_an_sdpa_export_is_reported_unfused_but_still_correct(
     assert not report.fusion.complete
     assert report.fusion.missing["Attention"] == 2
     assert not report.fusion.cls_only_last_layer  # no fused Attention to cut after
+    assert not report.fusion.padding_rows_dropped  # nor to pack rows between
     assert "fusion incomplete" in report.warnings[0]
     assert "fusion incomplete" in caplog.text
     assert read_meta(checkpoint).export["fusion"]["complete"] is False

@@ -1,7 +1,9 @@
-"""The last-layer [CLS]-only rewrite: same logits as the full graph, and only where it applies."""
+"""The graph rewrites (last layer for [CLS] only, padding rows dropped between attentions): same
+logits as the full graph, and only where they apply."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ from onnxruntime.transformers.onnx_model import OnnxModel
 
 from lawscreen.encoding import SpecialIds
 from lawscreen.export import _load_checkpoint, _torch_export
-from lawscreen.graph_surgery import keep_cls_only_in_last_layer
+from lawscreen.graph_surgery import drop_padding_rows, keep_cls_only_in_last_layer
 from lawscreen.inference import Classifier
 from lawscreen.inference.batching import make_batch
 from tests.model_fixtures import shared_model, synthetic_posts
@@ -37,6 +39,18 @@ def graphs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, onnx.ModelPr
     return raw, fused
 
 
+def _copy(graph: onnx.ModelProto) -> onnx.ModelProto:
+    copied = onnx.ModelProto()
+    copied.CopyFrom(graph)
+    return copied
+
+
+def _assert_left_unchanged(rewrite: Callable[[OnnxModel], bool], graph: onnx.ModelProto) -> None:
+    before = graph.SerializeToString()
+    assert not rewrite(OnnxModel(graph))
+    assert graph.SerializeToString() == before
+
+
 def _logits(graph: onnx.ModelProto, batch_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
     feed = {"input_ids": batch_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(batch_ids)}
@@ -47,8 +61,7 @@ def test_the_rewritten_graph_gives_the_full_graphs_logits_on_padded_batches(
     graphs: tuple[Path, onnx.ModelProto], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     _, fused = graphs
-    rewritten = onnx.ModelProto()
-    rewritten.CopyFrom(fused)
+    rewritten = _copy(fused)
     assert keep_cls_only_in_last_layer(OnnxModel(rewritten))
 
     # The last layer's attention computes the [CLS] query alone: a MatMul of the sliced row.
@@ -72,12 +85,10 @@ def test_an_attention_of_another_form_gets_its_output_sliced_instead(
     """An attribute the query-only form does not carry over (here unidirectional=0, which changes
     nothing) keeps the last Attention whole; its output and residual are sliced to [CLS]."""
     _, fused = graphs
-    rewritten = onnx.ModelProto()
-    rewritten.CopyFrom(fused)
+    rewritten = _copy(fused)
     last = [node for node in rewritten.graph.node if node.op_type == "Attention"][-1]
     last.attribute.append(onnx.helper.make_attribute("unidirectional", 0))
-    reference = onnx.ModelProto()
-    reference.CopyFrom(rewritten)
+    reference = _copy(rewritten)
     assert keep_cls_only_in_last_layer(OnnxModel(rewritten))
 
     ops = [node.op_type for node in rewritten.graph.node]
@@ -104,12 +115,12 @@ def _assert_same_logits(
     assert np.allclose(_logits(rewritten, alone.input_ids, alone.attention_mask), full[:1], atol=1e-5)
 
 
-def test_a_graph_without_fused_attention_is_left_unchanged(graphs: tuple[Path, onnx.ModelProto]) -> None:
+@pytest.mark.parametrize("rewrite", [keep_cls_only_in_last_layer, drop_padding_rows])
+def test_a_graph_without_fused_attention_is_left_unchanged(
+    graphs: tuple[Path, onnx.ModelProto], rewrite: Callable[[OnnxModel], bool]
+) -> None:
     raw, _ = graphs
-    graph = onnx.load(raw)
-    before = graph.SerializeToString()
-    assert not keep_cls_only_in_last_layer(OnnxModel(graph))
-    assert graph.SerializeToString() == before
+    _assert_left_unchanged(rewrite, onnx.load(raw))
 
 
 def test_a_graph_that_reads_more_than_the_cls_row_is_left_unchanged(
@@ -118,14 +129,71 @@ def test_a_graph_that_reads_more_than_the_cls_row_is_left_unchanged(
     """If the last layer's input also feeds something after the pooler's gather (another head
     reading every position, say), cutting it to one row would be wrong: no rewrite."""
     _, fused = graphs
-    graph = onnx.ModelProto()
-    graph.CopyFrom(fused)
+    graph = _copy(fused)
     last_attention = [node for node in graph.graph.node if node.op_type == "Attention"][-1]
     extra = onnx.helper.make_node("Identity", [last_attention.input[0]], ["every_position"])
     graph.graph.node.append(extra)
     graph.graph.output.append(
         onnx.helper.make_tensor_value_info("every_position", onnx.TensorProto.FLOAT, None)
     )
-    before = graph.SerializeToString()
-    assert not keep_cls_only_in_last_layer(OnnxModel(graph))
-    assert graph.SerializeToString() == before
+    _assert_left_unchanged(keep_cls_only_in_last_layer, graph)
+
+
+def test_row_wise_ops_run_on_the_real_tokens_only_with_the_same_logits(
+    graphs: tuple[Path, onnx.ModelProto], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    _, fused = graphs
+    reference = _copy(fused)
+    assert keep_cls_only_in_last_layer(OnnxModel(reference))  # as export applies them: this one first
+    rewritten = _copy(reference)
+    assert drop_padding_rows(OnnxModel(rewritten))
+    _assert_same_logits(reference, rewritten, tmp_path_factory)
+
+    # The first feed-forward MatMul now gets one row per real token, not batch × padded length.
+    first_ffn = next(
+        node
+        for node in rewritten.graph.node
+        if node.op_type == "MatMul"
+        and any(n.op_type == "BiasGelu" and node.output[0] in n.input for n in rewritten.graph.node)
+    )
+    rewritten.graph.output.append(
+        onnx.helper.make_tensor_value_info(first_ffn.output[0], onnx.TensorProto.FLOAT, None)
+    )
+    classifier = Classifier.load(shared_model(tmp_path_factory))
+    texts, _ = synthetic_posts(12, seed=5)
+    ids = classifier.encode(texts)
+    batch = make_batch(ids, np.arange(len(ids)), pad_id=SpecialIds.of(classifier.tokenizer).pad)
+    session = ort.InferenceSession(rewritten.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = {
+        "input_ids": batch.input_ids,
+        "attention_mask": batch.attention_mask,
+        "token_type_ids": np.zeros_like(batch.input_ids),
+    }
+    ffn_rows = session.run([first_ffn.output[0]], feed)[0]
+    real_tokens = int(batch.attention_mask.sum())
+    assert real_tokens < batch.attention_mask.size  # the batch has padding to drop
+    assert ffn_rows.shape[0] == real_tokens == sum(len(sequence) for sequence in ids)
+
+
+def test_padding_rows_stay_in_a_graph_without_an_attention_mask_input(
+    graphs: tuple[Path, onnx.ModelProto],
+) -> None:
+    _, fused = graphs
+    no_mask = _copy(fused)
+    next(value for value in no_mask.graph.input if value.name == "attention_mask").name = "mask"
+    _assert_left_unchanged(drop_padding_rows, no_mask)
+
+
+def test_a_graph_that_outputs_a_row_wise_tensor_keeps_its_padding_rows(
+    graphs: tuple[Path, onnx.ModelProto],
+) -> None:
+    """A graph output must keep the (batch, length, hidden) layout its readers expect."""
+    _, fused = graphs
+    graph = _copy(fused)
+    attention_output_projection = next(node for node in graph.graph.node if node.op_type == "MatMul")
+    graph.graph.output.append(
+        onnx.helper.make_tensor_value_info(
+            attention_output_projection.output[0], onnx.TensorProto.FLOAT, None
+        )
+    )
+    _assert_left_unchanged(drop_padding_rows, graph)
