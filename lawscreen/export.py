@@ -177,7 +177,8 @@ class ExportReport:
             f"wrote {self.onnx_path} in {self.seconds:.1f}s",
             f"fusions: {counts}"
             + ("" if self.fusion.complete else " (INCOMPLETE)")
-            + ("; last layer computed for [CLS] only" if self.fusion.cls_only_last_layer else ""),
+            + ("; last layer computed for [CLS] only" if self.fusion.cls_only_last_layer else "")
+            + ("; padding rows dropped between attentions" if self.fusion.padding_rows_dropped else ""),
             f"parity on {p.n} posts: max |Δlogit| {p.max_abs_logit_diff:.2e}, "
             f"{p.label_flips} label flips, {p.borderline} borderline; batch invariance on "
             f"{p.batch_invariance_n} posts: max |Δlogit| {p.batch_invariance_max_diff:.2e}",
