@@ -171,7 +171,8 @@ def drop_padding_rows(model: OnnxModel) -> bool:
     attentions = [node for node in nodes if node.op_type == "Attention"]
     if not attentions:
         return False
-    padded_inputs = {node.input[0] for node in attentions}  # (batch, length, hidden) tensors
+    # The attentions' inputs and outputs: (batch, length, hidden) tensors, packed where read row-wise.
+    padded = {node.input[0] for node in attentions} | {node.output[0] for node in attentions}
     packed: set[str] = set()  # tensors computed on packed rows
     packed_copy: dict[str, str] = {}  # padded tensor -> its packed rows
     padded_copy: dict[str, str] = {}  # packed tensor -> its rows in the padded layout
@@ -187,16 +188,15 @@ def drop_padding_rows(model: OnnxModel) -> bool:
 
     def padded_name(name: str) -> str:
         if name not in padded_copy:
-            padded = f"{name}/padded"
-            rewritten.append(onnx.helper.make_node("Gather", [name, _PADDED_SOURCE_ROWS], [padded], axis=0))
-            padded_copy[name] = padded
+            rows = f"{name}/padded"
+            rewritten.append(onnx.helper.make_node("Gather", [name, _PADDED_SOURCE_ROWS], [rows], axis=0))
+            padded_copy[name] = rows
         return padded_copy[name]
 
     for node in nodes:
-        rows = packed | packed_copy.keys() | padded_inputs
-        if node.op_type != "Attention" and _is_row_wise(model, node, rows):
+        if node.op_type != "Attention" and _is_row_wise(model, node, packed | padded):
             for position, name in enumerate(node.input):
-                if name not in packed and (name in packed_copy or name in padded_inputs):
+                if name in padded and name not in packed:
                     node.input[position] = packed_name(name)
             packed.update(node.output)
         else:
@@ -204,8 +204,6 @@ def drop_padding_rows(model: OnnxModel) -> bool:
                 if name in packed:
                     node.input[position] = padded_name(name)
         rewritten.append(node)
-        if node.op_type == "Attention":
-            packed_name(node.output[0])
     if packed & {value.name for value in graph.output}:
         return False  # a graph output must keep its layout: not a graph this rewrite knows
     for name, value in (("flat_shape", [-1]), ("one", [1]), ("first_axis", 0)):
