@@ -51,10 +51,13 @@ def _assert_left_unchanged(rewrite: Callable[[OnnxModel], bool], graph: onnx.Mod
     assert graph.SerializeToString() == before
 
 
-def _logits(graph: onnx.ModelProto, batch_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def _output(
+    graph: onnx.ModelProto, batch_ids: np.ndarray, mask: np.ndarray, output: str = "logits"
+) -> np.ndarray:
+    """``output`` (by default the logits) of ``graph`` run on one batch."""
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
     feed = {"input_ids": batch_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(batch_ids)}
-    return np.asarray(session.run(["logits"], feed)[0])
+    return np.asarray(session.run([output], feed)[0])
 
 
 def test_the_rewritten_graph_gives_the_full_graphs_logits_on_padded_batches(
@@ -107,12 +110,12 @@ def _assert_same_logits(
     pad = SpecialIds.of(classifier.tokenizer).pad
     # One batch padding short posts a lot, then each post alone: both must match the full graph.
     batch = make_batch(ids, np.arange(len(ids)), pad_id=pad)
-    full = _logits(full_graph, batch.input_ids, batch.attention_mask)
-    cut = _logits(rewritten, batch.input_ids, batch.attention_mask)
+    full = _output(full_graph, batch.input_ids, batch.attention_mask)
+    cut = _output(rewritten, batch.input_ids, batch.attention_mask)
     assert full.shape == cut.shape == (40, 2)
     assert np.max(np.abs(full - cut)) <= 1e-5
     alone = make_batch(ids, np.array([0]), pad_id=pad, multiple=1)
-    assert np.allclose(_logits(rewritten, alone.input_ids, alone.attention_mask), full[:1], atol=1e-5)
+    assert np.allclose(_output(rewritten, alone.input_ids, alone.attention_mask), full[:1], atol=1e-5)
 
 
 @pytest.mark.parametrize("rewrite", [keep_cls_only_in_last_layer, drop_padding_rows])
@@ -163,13 +166,7 @@ def test_row_wise_ops_run_on_the_real_tokens_only_with_the_same_logits(
     texts, _ = synthetic_posts(12, seed=5)
     ids = classifier.encode(texts)
     batch = make_batch(ids, np.arange(len(ids)), pad_id=SpecialIds.of(classifier.tokenizer).pad)
-    session = ort.InferenceSession(rewritten.SerializeToString(), providers=["CPUExecutionProvider"])
-    feed = {
-        "input_ids": batch.input_ids,
-        "attention_mask": batch.attention_mask,
-        "token_type_ids": np.zeros_like(batch.input_ids),
-    }
-    ffn_rows = session.run([first_ffn.output[0]], feed)[0]
+    ffn_rows = _output(rewritten, batch.input_ids, batch.attention_mask, output=first_ffn.output[0])
     real_tokens = int(batch.attention_mask.sum())
     assert real_tokens < batch.attention_mask.size  # the batch has padding to drop
     assert ffn_rows.shape[0] == real_tokens == sum(len(sequence) for sequence in ids)
