@@ -399,9 +399,11 @@ def test_train_and_bootstrap_commands(database: str, tmp_path: Path) -> None:
     tiny = ["--vocab-size", "300", "--hidden-size", "32", "--layers", "1", "--heads", "2"]
     tiny += ["--intermediate-size", "64", "--max-length", "64", "--epochs", "2", "--no-progress"]
 
-    made = runner.invoke(app, ["model", "bootstrap", "--name", "tiny", *tiny])
+    made = runner.invoke(app, ["model", "bootstrap", "--name", "tiny", "--mlm-probability", "0.3", *tiny])
     assert made.exit_code == 0, made.output
     assert "lawscreen train --base tiny" in made.output
+    recorded = read_bootstrap_record(get_settings().bases_dir / "tiny")["config"]
+    assert (recorded["mlm_probability"], recorded["hidden_size"], recorded["epochs"]) == (0.3, 32, 2)
 
     trained = runner.invoke(
         app, ["train", "--base", "tiny", "--max-length", "64", "--max-epochs", "3", "--no-progress", "--gate"]

@@ -127,6 +127,7 @@ def bootstrap(
     heads: Annotated[int | None, typer.Option(help="Attention heads.")] = None,
     intermediate_size: Annotated[int | None, typer.Option(help="Feed-forward size.")] = None,
     max_length: Annotated[int | None, typer.Option(help="Tokens per post (and positions).")] = None,
+    mlm_probability: Annotated[float | None, typer.Option(help="Share of the tokens masked (0.15).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the corpus.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Cap on optimiser steps.")] = None,
     learning_rate: Annotated[
@@ -154,6 +155,7 @@ def bootstrap(
         "num_heads": heads,
         "intermediate_size": intermediate_size,
         "max_length": max_length,
+        "mlm_probability": mlm_probability,
         "epochs": epochs,
         "max_steps": max_steps,
         "learning_rate": learning_rate,
