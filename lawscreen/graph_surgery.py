@@ -147,7 +147,7 @@ def _is_cls_gather(model: OnnxModel, node: onnx.NodeProto) -> bool:
     """A Gather of the scalar index 0 on axis 1: the pooler taking each post's [CLS] row."""
     if node.op_type != "Gather" or len(node.input) != 2:
         return False
-    axis = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
+    axis = OnnxModel.get_node_attribute(node, "axis") or 0
     index = model.get_constant_value(node.input[1])
     return axis == 1 and index is not None and index.ndim == 0 and int(index) == 0
 
@@ -176,7 +176,7 @@ def drop_padding_rows(model: OnnxModel) -> bool:
     packed: set[str] = set()  # tensors computed on packed rows
     packed_copy: dict[str, str] = {}  # padded tensor -> its packed rows
     padded_copy: dict[str, str] = {}  # packed tensor -> its rows in the padded layout
-    rewritten = _row_index_nodes()
+    rewritten, constants = _row_index_nodes()
 
     def packed_name(name: str) -> str:
         if name not in packed_copy:
@@ -206,8 +206,7 @@ def drop_padding_rows(model: OnnxModel) -> bool:
         rewritten.append(node)
     if packed & {value.name for value in graph.output}:
         return False  # a graph output must keep its layout: not a graph this rewrite knows
-    for name, value in (("flat_shape", [-1]), ("one", [1]), ("first_axis", 0)):
-        graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=np.int64), f"unpad_{name}"))
+    graph.initializer.extend(constants)
     kept = [info for info in graph.value_info if info.name not in packed]  # their shapes changed
     del graph.value_info[:]
     graph.value_info.extend(kept)
@@ -222,11 +221,16 @@ def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
     return copied
 
 
-def _row_index_nodes() -> list[onnx.NodeProto]:
+def _row_index_nodes() -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """Per batch, from the mask: the flat positions of real tokens, and for every position the
-    packed row it reads back (its own, or for padding the real row before it)."""
+    packed row it reads back (its own, or for padding the real row before it); with the constants
+    those nodes read."""
     make = onnx.helper.make_node
-    return [
+    constants = [
+        numpy_helper.from_array(np.array(value, dtype=np.int64), name)
+        for name, value in (("unpad_flat_shape", [-1]), ("unpad_one", [1]), ("unpad_first_axis", 0))
+    ]
+    nodes = [
         make("Reshape", [_MASK_INPUT, "unpad_flat_shape"], ["unpad_mask_flat"]),
         make("NonZero", ["unpad_mask_flat"], ["unpad_real_positions"]),
         make("Reshape", ["unpad_real_positions", "unpad_flat_shape"], [_PACKED_ROWS]),
@@ -235,6 +239,7 @@ def _row_index_nodes() -> list[onnx.NodeProto]:
         make("Shape", [_MASK_INPUT], ["unpad_mask_shape"]),
         make("Reshape", ["unpad_source_flat", "unpad_mask_shape"], [_PADDED_SOURCE_ROWS]),
     ]
+    return nodes, constants
 
 
 def _is_row_wise(model: OnnxModel, node: onnx.NodeProto, rows: Collection[str]) -> bool:
@@ -245,8 +250,7 @@ def _is_row_wise(model: OnnxModel, node: onnx.NodeProto, rows: Collection[str]) 
         return False
     if not any(name in rows for name in node.input):
         return False
-    axis = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), -1)
-    if node.op_type == "LayerNormalization" and axis != -1:
+    if node.op_type == "LayerNormalization" and OnnxModel.get_node_attribute(node, "axis") not in (None, -1):
         return False
     for position, name in enumerate(node.input):
         if not name or name in rows:
