@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlmodel import col, select
 from typer.testing import CliRunner
@@ -25,14 +26,18 @@ from lawscreen.models import (
     Post,
     Prediction,
     PredictionStatus,
+    SourceKind,
 )
 from lawscreen.repo import registry
 from lawscreen.repo.labels import NewLabel, upsert_labels
+from lawscreen.repo.posts import NewPost, upsert_posts
+from lawscreen.repo.sources import ensure_source
 from lawscreen.settings import get_settings
 from lawscreen.train import bootstrap_base, evaluation_scorer, pipeline, train_and_register
 from lawscreen.train.bootstrap import read_bootstrap_record
 from lawscreen.train.config import FULL_SIZE_LEARNING_RATE, FULL_SIZE_WIDTH, SMALL_MODEL_LEARNING_RATE
 from lawscreen.train.modeling import load_base
+from lawscreen.train.selftraining import pseudo_labels
 from tests.train_fixtures import (
     import_posts,
     make_tiny_base,
@@ -423,3 +428,70 @@ def test_train_and_bootstrap_commands(database: str, tmp_path: Path) -> None:
     invalid = runner.invoke(app, ["train", "--base", "tiny", "--loss", "hinge"])
     assert invalid.exit_code == 2
     assert "loss" in invalid.output
+
+
+def _add_unlabeled(texts: list[str]) -> None:
+    """Posts as a crawl stores them: a forum source, no label."""
+    with transaction() as session:
+        source_id = ensure_source(session, "forum", SourceKind.JSONL).id
+        assert source_id is not None
+        upsert_posts(
+            session,
+            source_id,
+            [NewPost.build(external_id=f"u{i}", title="", body_text=text) for i, text in enumerate(texts)],
+        )
+
+
+def test_self_training_learns_from_the_unlabeled_posts(
+    database: str, tmp_path: Path, tiny_base: Path
+) -> None:
+    import_posts(tmp_path, CORPUS)
+    unlabeled = [text for text, _ in separable_posts(per_class=30, seed=1)]
+    with transaction() as session:
+        labeled_text = session.exec(select(Post.text).order_by(col(Post.id))).first()
+    assert labeled_text is not None
+    _add_unlabeled([*unlabeled, labeled_text])  # a cross-post of a labeled post: never a pseudo-label
+
+    # A wide margin: a tiny model trained for seconds scores few posts beyond 0.9.
+    result = train_and_register(tiny_train_config(tiny_base, pseudo_label_margin=0.4))
+
+    assert result.meta.data_snapshot["unlabeled"]["posts"] == len(unlabeled)
+    summary = result.metrics["training"]["self_training"]
+    assert summary["unlabeled"] == len(unlabeled)
+    first = summary["rounds"][0]
+    assert first["pseudo_labeled"]["legal"] > 0
+    assert first["pseudo_labeled"]["not_legal"] > 0
+    assert sum(first["pseudo_labeled"].values()) <= len(unlabeled)
+    assert first["student_validation_f1"] is not None
+    assert len(summary["rounds"]) <= 2  # the default rounds
+    kept = [f"student of round {n}" for n in range(1, len(summary["rounds"]) + 1)]
+    assert summary["kept"] in ["teacher", *kept]
+    if summary["kept"] != "teacher":
+        student = summary["rounds"][int(summary["kept"].split()[-1]) - 1]
+        assert student["student_validation_f1"] >= summary["teacher_validation_f1"]
+    assert result.metrics["model"]["evaluation"]["f1"] >= 0.9
+
+
+def test_self_training_is_skipped_without_unlabeled_posts_and_when_off(
+    database: str, tmp_path: Path, tiny_base: Path
+) -> None:
+    import_posts(tmp_path, CORPUS)
+
+    alone = train_and_register(tiny_train_config(tiny_base))
+    summary = alone.metrics["training"]["self_training"]
+    assert (summary["kept"], summary["reason"], summary["rounds"]) == ("teacher", "no unlabeled posts", [])
+
+    _add_unlabeled([text for text, _ in separable_posts(per_class=5, seed=1)])
+    off = train_and_register(tiny_train_config(tiny_base, self_training=False))
+    assert off.metrics["training"]["self_training"] is None
+    assert off.meta.data_snapshot["unlabeled"]["posts"] == 0
+    # Without the student, the same seed trains the same model as before the posts arrived.
+    assert off.metrics["model"]["evaluation"] == alone.metrics["model"]["evaluation"]
+
+
+def test_pseudo_labels_need_a_confident_teacher_and_the_baselines_agreement() -> None:
+    teacher = np.array([0.95, 0.05, 0.95, 0.5, 0.92, 0.02])
+    baseline = np.array([0.80, 0.30, 0.40, 0.9, 0.51, 0.60])
+    chosen, labels = pseudo_labels(teacher, baseline, margin=0.1)
+    assert chosen.tolist() == [0, 1, 4]  # 2 and 5: the baseline disagrees; 3: the teacher is unsure
+    assert labels.tolist() == [1, 0, 1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -33,6 +34,17 @@ def crawl_command(
     ] = None,
 ) -> None:
     """Crawl the forums in the sources file (LAWSCREEN_SOURCES) into the database."""
+    path = get_settings().sources
+    summaries = crawl_sources_file(path, source)
+    if not summaries:
+        err_console.print(f"no enabled sources in {path}")
+    if any(not summary.ok for summary in summaries):
+        raise typer.Exit(1)
+
+
+def crawl_sources_file(path: Path, names: list[str] | None = None) -> list[CrawlSummary]:
+    """Sync the sources of ``path`` into the database, crawl ``names`` (default: every enabled one)
+    with progress bars, and print a summary per source."""
     # Imported here: the crawler's HTTP and parsing stack would slow every other command's start.
     from lawscreen.crawl import load_sources, sync_sources
 
@@ -44,17 +56,13 @@ def crawl_command(
             handlers=[RichHandler(console=err_console, show_path=False)],
         )
     migrate.ensure_schema()
-    path = get_settings().sources
     configs = load_sources(path)
     with transaction() as session:
         sync_sources(session, configs)
-    names = source or [config.name for config in configs if config.enabled]
-    summaries = _crawl_with_progress(names, explicit=bool(source))
+    chosen = names or [config.name for config in configs if config.enabled]
+    summaries = _crawl_with_progress(chosen, explicit=bool(names))
     _print_summaries(summaries)
-    if not summaries:
-        err_console.print(f"no enabled sources in {path}")
-    if any(not summary.ok for summary in summaries):
-        raise typer.Exit(1)
+    return summaries
 
 
 def _crawl_with_progress(names: list[str], *, explicit: bool) -> list[CrawlSummary]:

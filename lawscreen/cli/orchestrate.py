@@ -14,11 +14,12 @@ from rich.table import Table
 
 from lawscreen import migrate
 from lawscreen.cli._output import console, err_console
+from lawscreen.cli.crawl import crawl_sources_file
 from lawscreen.cli.data import import_with_progress, print_import_report, status_command
 from lawscreen.database import transaction
 from lawscreen.errors import LawscreenError
 from lawscreen.importer import DEFAULT_SOURCE
-from lawscreen.paths import SAMPLE_POSTS, SAMPLE_SOURCES
+from lawscreen.paths import SAMPLE_ARCHIVE, SAMPLE_POSTS, SAMPLE_SOURCES
 from lawscreen.repo.registry import production_model
 from lawscreen.settings import get_settings
 
@@ -43,8 +44,11 @@ def demo_command() -> None:
         has_model = production_model(session) is not None
     if not has_model:
         console.print(
-            "[bold]No production model yet:[/] bootstrapping a base and training on the sample labels."
+            "[bold]No production model yet:[/] crawling the forum archive (data/sample/archive.jsonl, "
+            "unlabeled posts to pre-train and self-train on), then bootstrapping a base and training "
+            "on the sample labels."
         )
+        crawl_sources_file(SAMPLE_ARCHIVE)
         _print_retrain(_retrain_locally())
     console.print("[bold]Screening the sample forum[/] (data/sample/heldout.jsonl), as the hourly flow does.")
     _print_screening(hourly_screening(sources_file=str(SAMPLE_SOURCES)))

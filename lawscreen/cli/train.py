@@ -7,7 +7,7 @@ commands work on an inference-only install.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,6 +21,23 @@ from lawscreen.settings import get_settings
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
+
+
+def self_training_line(summary: dict[str, Any]) -> str:
+    rounds = "".join(
+        f"; round {number}: {r['pseudo_labeled']['legal']}+{r['pseudo_labeled']['not_legal']} pseudo-labels"
+        + (
+            ""
+            if r["student_validation_f1"] is None
+            else f", student validation F1 {r['student_validation_f1']:.3f}"
+        )
+        for number, r in enumerate(summary["rounds"], start=1)
+    )
+    stopped = f" ({summary['reason']})" if summary["reason"] else ""
+    return (
+        f"self-training on {summary['unlabeled']} unlabeled posts (teacher validation F1 "
+        f"{summary['teacher_validation_f1']:.3f}){rounds}; kept the {summary['kept']}{stopped}"
+    )
 
 
 def train_command(
@@ -51,6 +68,9 @@ def train_command(
     ] = None,
     calibrate: Annotated[
         bool, typer.Option(help="Platt-scale the scores on validation, written into the model's head.")
+    ] = True,
+    self_training: Annotated[
+        bool, typer.Option(help="Train a second model on the unlabeled posts' confident pseudo-labels.")
     ] = True,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
@@ -83,6 +103,7 @@ def train_command(
             "focal_alpha": focal_alpha,
             "target_precision": target_precision,
             "calibrate": calibrate,
+            "self_training": self_training,
             "seed": seed,
             "device": device,
             "threads": threads,
@@ -98,6 +119,8 @@ def train_command(
     snapshot = result.meta.data_snapshot
     counts = ", ".join(f"{part} {c['legal']}+{c['not_legal']}" for part, c in snapshot["counts"].items())
     console.print(f"trained on label revision {snapshot['label_revision']} ({counts}; legal+not legal)")
+    if summary := result.metrics["training"]["self_training"]:
+        console.print(self_training_line(summary))
     print_metrics(result.metrics)
     for report in exported:
         for line in report.lines():

@@ -126,3 +126,13 @@ class TrainConfig(_Config):
     validation_share: float = Field(default=0.2, gt=0.0, lt=1.0)
     # Fewer examples of a class than this and the split leaves too few to train or judge with.
     min_per_class: int = Field(default=10, ge=3)
+    # Self-training (lawscreen.train.selftraining) on the database's unlabeled posts: those the first
+    # model scores within pseudo_label_margin of 0 or 1, on the side the TF-IDF baseline agrees with,
+    # train a second model for self_training_epochs. max_unlabeled bounds the work: the newest ones.
+    self_training: bool = True
+    pseudo_label_margin: float = Field(default=0.1, gt=0.0, lt=0.5)
+    max_unlabeled: int = Field(default=20_000, ge=1)
+    self_training_epochs: int = Field(default=4, ge=1)
+    self_training_patience: int = Field(default=2, ge=1)
+    # Each round's model is the next round's teacher.
+    self_training_rounds: int = Field(default=2, ge=1)

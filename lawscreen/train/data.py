@@ -17,7 +17,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import exists, func
 from sqlalchemy import select as sa_select
@@ -56,6 +56,11 @@ class LabeledPost:
     content_hash: str
 
 
+class UnlabeledPost(NamedTuple):
+    post_id: int
+    text: str
+
+
 @dataclass(frozen=True, slots=True)
 class DataSplit:
     train: list[LabeledPost]
@@ -85,7 +90,7 @@ def class_counts(posts: Iterable[LabeledPost]) -> dict[str, int]:
     return {name: counts.get(label, 0) for label, name in CLASS_NAMES.items()}
 
 
-def posts_hash(posts: Iterable[LabeledPost]) -> str:
+def posts_hash(posts: Iterable[LabeledPost | UnlabeledPost]) -> str:
     ids = ",".join(str(post_id) for post_id in sorted(post.post_id for post in posts))
     return hashlib.sha256(ids.encode()).hexdigest()[:16]
 
@@ -149,6 +154,26 @@ def labeled_posts(session: Session, revision: int) -> list[LabeledPost]:
         for post_id, text, is_legal, source, digest in rows
         if post_id is not None
     ]
+
+
+def unlabeled_posts(session: Session, limit: int) -> list[UnlabeledPost]:
+    """The newest ``limit`` posts with text and no label, one per text, for self-training.
+
+    A post whose text some labeled post shares is left out: a cross-post of an evaluation post,
+    pseudo-labeled into training, would grade the model on a post it has seen.
+    """
+    labeled = exists().where(col(Label.post_id) == col(Post.id))
+    labeled_texts = sa_select(col(Post.content_hash)).where(labeled)
+    rows = session.execute(
+        sa_select(col(Post.id), col(Post.text), col(Post.content_hash))
+        .where(col(Post.text) != "", ~labeled, col(Post.content_hash).not_in(labeled_texts))
+        .order_by(col(Post.id).desc())
+        .limit(limit)
+    ).all()
+    unique: dict[str, UnlabeledPost] = {}
+    for post_id, text, digest in rows:
+        unique.setdefault(digest, UnlabeledPost(post_id, text))
+    return list(unique.values())
 
 
 def hard_negative_ids(session: Session) -> set[int]:

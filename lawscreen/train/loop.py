@@ -69,6 +69,10 @@ class FineTuned:
     samples_per_second: float  # training examples through forward, backward and step, per second
     history: list[Epoch] = field(default_factory=list)
 
+    @property
+    def best_validation_f1(self) -> float:
+        return next(epoch.validation_f1 for epoch in self.history if epoch.epoch == self.best_epoch)
+
     def summary(self) -> dict[str, object]:
         return {
             "device": self.device,

@@ -1,8 +1,10 @@
 """``train_and_register``: labels in, a registered candidate out, as a sequence of plain steps.
 
     1. base       resolve and check the base offline             (BaseModelError)
-    2. data       labels, frozen evaluation set, train/validation (TrainingDataError)
-    3. train      fine-tune (lawscreen.train.loop), then calibrate on validation
+    2. data       labels, frozen evaluation set, train/validation (TrainingDataError), and
+                  the unlabeled posts
+    3. train      fine-tune (lawscreen.train.loop); self-train on the unlabeled posts
+                  (lawscreen.train.selftraining); calibrate on validation
     4. judge      the model and the TF-IDF baseline on the same split, threshold on validation
     5. write      the model directory, in a hidden staging directory
     6. export     optional hook, run on the staging directory (the ONNX export goes here)
@@ -38,11 +40,12 @@ from lawscreen.train import baseline as tfidf
 from lawscreen.train.bootstrap import read_bootstrap_record
 from lawscreen.train.calibration import Calibration, calibrate
 from lawscreen.train.config import TrainConfig
-from lawscreen.train.data import DataSplit, examples, load_split
+from lawscreen.train.data import DataSplit, examples, load_split, posts_hash, unlabeled_posts
 from lawscreen.train.evaluation import choose_threshold, judge
 from lawscreen.train.loop import FineTuned, fine_tune
 from lawscreen.train.modeling import Base, load_base, quiet_transformers, score_texts
 from lawscreen.train.report import write_report
+from lawscreen.train.selftraining import self_train
 from lawscreen.train.staging import staged_directory
 
 # export(model_dir, evaluation_texts, evaluation_labels): may add files to model_dir and update
@@ -77,9 +80,15 @@ def train_and_register(config: TrainConfig, *, export: ExportHook | None = None)
     base = load_base(config.base, config.max_length)  # 1
     with transaction() as session:  # 2
         split = load_split(session, config)
+        unlabeled = unlabeled_posts(session, config.max_unlabeled) if config.self_training else []
     train = examples(split.train)
     validation, evaluation = examples(split.validation), examples(split.evaluation)
+    baseline = tfidf.fit_baseline(train.texts, train.labels)
     tuned = fine_tune(config, base, train, validation)  # 3
+    self_training = None
+    if config.self_training:
+        texts = [post.text for post in unlabeled]
+        tuned, self_training = self_train(config, base, tuned, baseline, train, validation, texts)
     calibration = (
         calibrate(
             tuned.model,
@@ -91,8 +100,8 @@ def train_and_register(config: TrainConfig, *, export: ExportHook | None = None)
         if config.calibrate
         else None
     )
-    baseline = tfidf.fit_baseline(train.texts, train.labels)
     judgement = judge_both(config, split, tuned, base.tokenizer, baseline, calibration)  # 4
+    judgement.metrics["training"]["self_training"] = self_training.as_dict() if self_training else None
 
     version = new_version()
     meta = ModelMeta(
@@ -102,7 +111,11 @@ def train_and_register(config: TrainConfig, *, export: ExportHook | None = None)
         max_length=config.max_length,
         created_at=datetime.now(UTC),
         git_sha=git_sha(),
-        data_snapshot={**split.snapshot(), "base": _base_record(base)},
+        data_snapshot={
+            **split.snapshot(),
+            "unlabeled": {"posts": len(unlabeled), "hash": posts_hash(unlabeled)},
+            "base": _base_record(base),
+        },
         metrics=judgement.metrics,
     )
     target = settings.models_dir / version
