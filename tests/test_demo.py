@@ -1,7 +1,7 @@
 """`lawscreen demo`, the README's main job, on the bundled sample data.
 
 The demo trains a model only when none is registered; that path (bootstrap and train with the
-default settings, about nine minutes on two cores) is what the README's first command runs and
+default settings, about eleven minutes on two cores) is what the README's first command runs and
 what bench/quality.py measures. Here a tiny exported model is registered first, so the test covers
 everything else: the import, the hourly flow on the sample forum, scoring, and the console
 digest.
