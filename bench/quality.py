@@ -21,8 +21,8 @@ labels are still used only to score the result.
 
 ``heldout --archive`` also crawls data/sample/archive.jsonl (data/sample/archive.toml) before the
 bootstrap: 6,340 unlabeled posts from other forums, written separately from both sample files, as
-the database of a deployment holds thousands of posts nobody labeled. Pre-training reads them;
-nothing else does.
+the database of a deployment holds thousands of posts nobody labeled. Pre-training reads them and
+self-training pseudo-labels them; they carry no labels.
 
 ``heldout --seeds N`` also runs ``lawscreen train --seed K`` for K = 1..N-1 on the same base (the
 seed draws the train/validation split and the fine-tuning; the frozen evaluation set stays), and

@@ -21,7 +21,11 @@ import pytest
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from lawscreen.artifacts import TOKENIZER_FILE, ModelMeta, write_meta
+from lawscreen.database import transaction
 from lawscreen.encoding import SpecialIds, encode
+from lawscreen.models import SourceKind
+from lawscreen.repo.posts import NewPost, upsert_posts
+from lawscreen.repo.sources import ensure_source
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -207,3 +211,13 @@ def shared_model(tmp_path_factory: pytest.TempPathFactory, *, exported: bool = T
 def copy_model(source: Path, destination: Path) -> Path:
     shutil.copytree(source, destination)
     return destination
+
+
+def add_posts(texts: Sequence[str], source: str = "forum") -> list[int]:
+    """Posts of ``texts`` as a crawl of ``source`` stores them (no labels); their ids, in order."""
+    with transaction() as session:
+        source_id = ensure_source(session, source, SourceKind.JSONL).id
+        assert source_id is not None
+        posts = [NewPost.build(external_id=str(i), title="", body_text=t) for i, t in enumerate(texts)]
+        ids = upsert_posts(session, source_id, posts).id_by_external_id
+    return [ids[str(i)] for i in range(len(texts))]

@@ -20,25 +20,15 @@ from lawscreen.errors import ModelArtifactError, ModelNotFoundError
 from lawscreen.inference import Classifier
 from lawscreen.models import Chat, ModelStatus, ModelVersion, Notification, Post, Prediction, SourceKind
 from lawscreen.notify.outbox import enqueue_hits
-from lawscreen.repo.posts import NewPost, upsert_posts
 from lawscreen.repo.predictions import Shard
 from lawscreen.repo.sources import ensure_source
 from lawscreen.text import post_text
-from tests.model_fixtures import copy_model, shared_model, synthetic_posts
+from tests.model_fixtures import add_posts, copy_model, shared_model, synthetic_posts
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared_model(tmp_path_factory)
-
-
-def add_posts(texts: Sequence[str], source: str = "forum") -> list[int]:
-    with transaction() as session:
-        source_id = ensure_source(session, source, SourceKind.JSONL).id
-        assert source_id is not None
-        posts = [NewPost.build(external_id=str(i), title="", body_text=t) for i, t in enumerate(texts)]
-        ids = upsert_posts(session, source_id, posts).id_by_external_id
-    return [ids[str(i)] for i in range(len(texts))]
 
 
 def register(model_dir: Path, version: str = "m1", *, production: bool = True, threshold: float = 0.5) -> int:

@@ -26,18 +26,16 @@ from lawscreen.models import (
     Post,
     Prediction,
     PredictionStatus,
-    SourceKind,
 )
 from lawscreen.repo import registry
 from lawscreen.repo.labels import NewLabel, upsert_labels
-from lawscreen.repo.posts import NewPost, upsert_posts
-from lawscreen.repo.sources import ensure_source
 from lawscreen.settings import get_settings
 from lawscreen.train import bootstrap_base, evaluation_scorer, pipeline, train_and_register
 from lawscreen.train.bootstrap import read_bootstrap_record
 from lawscreen.train.config import FULL_SIZE_LEARNING_RATE, FULL_SIZE_WIDTH, SMALL_MODEL_LEARNING_RATE
 from lawscreen.train.modeling import load_base
 from lawscreen.train.selftraining import pseudo_labels
+from tests.model_fixtures import add_posts
 from tests.train_fixtures import (
     import_posts,
     make_tiny_base,
@@ -430,18 +428,6 @@ def test_train_and_bootstrap_commands(database: str, tmp_path: Path) -> None:
     assert "loss" in invalid.output
 
 
-def _add_unlabeled(texts: list[str]) -> None:
-    """Posts as a crawl stores them: a forum source, no label."""
-    with transaction() as session:
-        source_id = ensure_source(session, "forum", SourceKind.JSONL).id
-        assert source_id is not None
-        upsert_posts(
-            session,
-            source_id,
-            [NewPost.build(external_id=f"u{i}", title="", body_text=text) for i, text in enumerate(texts)],
-        )
-
-
 def test_self_training_learns_from_the_unlabeled_posts(
     database: str, tmp_path: Path, tiny_base: Path
 ) -> None:
@@ -450,7 +436,7 @@ def test_self_training_learns_from_the_unlabeled_posts(
     with transaction() as session:
         labeled_text = session.exec(select(Post.text).order_by(col(Post.id))).first()
     assert labeled_text is not None
-    _add_unlabeled([*unlabeled, labeled_text])  # a cross-post of a labeled post: never a pseudo-label
+    add_posts([*unlabeled, labeled_text])  # a cross-post of a labeled post: never a pseudo-label
 
     # A wide margin: a tiny model trained for seconds scores few posts beyond 0.9.
     result = train_and_register(tiny_train_config(tiny_base, pseudo_label_margin=0.4))
@@ -481,7 +467,7 @@ def test_self_training_is_skipped_without_unlabeled_posts_and_when_off(
     summary = alone.metrics["training"]["self_training"]
     assert (summary["kept"], summary["reason"], summary["rounds"]) == ("teacher", "no unlabeled posts", [])
 
-    _add_unlabeled([text for text, _ in separable_posts(per_class=5, seed=1)])
+    add_posts([text for text, _ in separable_posts(per_class=5, seed=1)])
     off = train_and_register(tiny_train_config(tiny_base, self_training=False))
     assert off.metrics["training"]["self_training"] is None
     assert off.meta.data_snapshot["unlabeled"]["posts"] == 0

@@ -94,12 +94,12 @@ def self_train(
     student_config = config.model_copy(
         update={"max_epochs": config.self_training_epochs, "patience": config.self_training_patience}
     )
-    baseline_scores = baseline.score(unlabeled_texts) if unlabeled_texts else np.zeros(0)
+    if not unlabeled_texts:
+        record.reason = "no unlabeled posts"
+        return teacher, record
+    baseline_scores = baseline.score(unlabeled_texts)
     kept = teacher
     for number in range(1, config.self_training_rounds + 1):
-        if not unlabeled_texts:
-            record.reason = "no unlabeled posts"
-            break
         teacher_scores = score_texts(kept.model, base.tokenizer, unlabeled_texts, config.max_length)
         chosen, labels = pseudo_labels(teacher_scores, baseline_scores, config.pseudo_label_margin)
         legal = int(labels.sum())
